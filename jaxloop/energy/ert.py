@@ -22,7 +22,7 @@ ACTIONS = {
 
 def component_name(name):
     """'system_top_level.GlobalBuffer[1..1]' -> 'GlobalBuffer'."""
-    return re.sub(r"\[\d+\.\.\d+\]$", "", str(name).split(".")[-1])
+    return re.sub(r"\[\d+\.\.\d+\]", "", str(name)).split(".")[-1]
 
 
 @dataclass

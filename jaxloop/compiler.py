@@ -1,0 +1,96 @@
+"""Spec -> (small hashable static config, pytree of numeric arrays). NumPy only, done once.
+
+Everything numeric (bounds, sizes, bandwidths, energies) is a traced array, so sweeping
+them never recompiles; only the shape of the problem (levels, dims, projections) is static.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from jaxloop.errors import SpecError
+
+OPS = ("read", "fill", "update")
+
+
+@dataclass(frozen=True)
+class Static:
+    """Hashable shape of one (architecture, workload) pair: the jit cache key."""
+
+    L: int  # storage levels
+    D: int  # dimensions
+    ranks: tuple  # per dataspace: tuple of ranks, each a tuple of (dim, |coefficient|)
+    read_write: tuple  # per dataspace: bool
+    level_names: tuple
+    ds_names: tuple
+    dim_names: tuple
+
+    @property
+    def T(self):
+        return len(self.ranks)
+
+    def sliding(self, t):
+        return any(len(r) > 1 for r in self.ranks[t])
+
+    def relevant(self, t):
+        rel = [False] * self.D
+        for r in self.ranks[t]:
+            for d, c in r:
+                rel[d] = rel[d] or c != 0
+        return tuple(rel)
+
+
+def compile_spec(spec, table):
+    """(Static, arrays) for the kernel. `table` is an EnergyTable covering every level."""
+    wl, arch = spec.workload, spec.arch
+    ranks = []
+    for ds in wl.dataspaces:
+        rr = tuple(tuple((d, abs(c)) for d, c in r if c != 0) for r in ds.ranks)
+        for r in rr:
+            if len(r) > 2:
+                raise SpecError(f"dataspace {ds.name}: a rank summing {len(r)} dimensions is not supported "
+                                "(at most two, e.g. W = Wstride*P + Wdilation*R)")
+            if len(r) == 2 and r[0][0] == r[1][0]:
+                raise SpecError(f"dataspace {ds.name}: a rank repeats dimension {wl.dims[r[0][0]]}")
+        dims_seen = [d for r in rr for d, _ in r]
+        if len(dims_seen) != len(set(dims_seen)):
+            raise SpecError(f"dataspace {ds.name}: a dimension appears in two ranks; not supported")
+        ranks.append(rr)
+    static = Static(len(arch.levels), len(wl.dims), tuple(ranks), tuple(ds.read_write for ds in wl.dataspaces),
+                    arch.names, tuple(ds.name for ds in wl.dataspaces), wl.dims)
+
+    missing = []
+
+    def energy(name, op, cls):
+        e = table.op_energy(name, op)
+        if e is None:
+            if "dummy" in cls.lower() or (op == "leak"):
+                return 0.0
+            missing.append(f"{name}.{op}")
+            return 0.0
+        return e
+
+    lv = arch.levels
+    arrays = {
+        "bounds": np.array(wl.bounds, np.int64),
+        "size": np.array([x.effective_size for x in lv], np.float64),
+        "min_util": np.array([x.min_utilization for x in lv], np.float64),
+        "block": np.array([x.block_size for x in lv], np.float64),
+        "cluster": np.array([x.cluster_size for x in lv], np.float64),
+        "instances": np.array([x.instances for x in lv], np.float64),
+        "fanout_x": np.array([arch.fanout(i)[0] for i in range(len(lv))], np.int64),
+        "fanout_y": np.array([arch.fanout(i)[1] for i in range(len(lv))], np.int64),
+        "read_bw": np.array([x.read_bandwidth for x in lv], np.float64),
+        "write_bw": np.array([x.write_bandwidth for x in lv], np.float64),
+        "shared_bw": np.array([x.shared_bandwidth for x in lv], np.float64),
+        "mac_instances": np.float64(arch.compute.instances),
+        "e_compute": np.float64(energy(arch.compute.name, "compute", arch.compute.cls)),
+        "area": np.array([table.area.get(x.name, 0.0) for x in lv], np.float64),
+        "area_compute": np.float64(table.area.get(arch.compute.name, 0.0)),
+    }
+    for op in (*OPS, "leak"):
+        arrays[f"e_{op}"] = np.array([energy(x.name, op, x.cls) for x in lv], np.float64)
+    if missing:
+        raise SpecError("no energy for " + ", ".join(missing) + " in the energy table: give --ert ERT.yaml "
+                        "with these components, or let jaxloop estimate them (omit --ert)")
+    return static, arrays

@@ -1,0 +1,1 @@
+"""The batched kernel: pure functions over [batch, level, dim/dataspace] arrays."""

@@ -1,0 +1,103 @@
+"""The one jit boundary: evaluate(static, arrays, batch) -> Stats, batched over mappings."""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxloop.mapspace import MappingBatch
+from jaxloop.model import access, energy, latency, status, tiling
+
+
+class Stats(NamedTuple):
+    """Per mapping b; L storage levels innermost first; T dataspaces. Counts are per instance."""
+
+    reads: jax.Array  # [B, L, T]
+    fills: jax.Array  # [B, L, T]
+    updates: jax.Array  # [B, L, T]
+    tile: jax.Array  # [B, L, T] utilized capacity (words)
+    partition: jax.Array  # [B, L, T]
+    instances: jax.Array  # [B, L] utilized instances
+    energy_ds: jax.Array  # [B, L, T] pJ, all instances, without leakage
+    leak: jax.Array  # [B, L] pJ
+    level_cycles: jax.Array  # [B, L]
+    computes: jax.Array  # [B] MACs
+    mac_instances: jax.Array  # [B] utilized MAC instances
+    compute_energy: jax.Array  # [B] pJ
+    energy: jax.Array  # [B] pJ total
+    cycles: jax.Array  # [B]
+    utilization: jax.Array  # [B]
+    status: jax.Array  # [B] bit flags, 0 = valid
+
+    @property
+    def valid(self):
+        return self.status == 0
+
+    @property
+    def level_energy(self):
+        return self.energy_ds.sum(axis=-1) + self.leak
+
+    @property
+    def edp(self):
+        return self.energy * 1e-12 * self.cycles
+
+    @property
+    def last_level_accesses(self):
+        top = self.instances[..., -1:, None] * (self.reads + self.fills + self.updates)[..., -1:, :]
+        return top.sum(axis=(-1, -2))
+
+
+def _evaluate(static, arr, batch):
+    temporal = batch.temporal.astype(jnp.int64)
+    sx, sy = batch.spatial_x.astype(jnp.int64), batch.spatial_y.astype(jnp.int64)
+    spatial = sx * sy
+    perm, keep = batch.perm.astype(jnp.int32), batch.keep.astype(bool)
+    B, L, D = temporal.shape
+    E_bnd, E_below, E_sp = tiling.extents(temporal, spatial)
+    tile = jnp.stack([tiling.footprint(E_bnd, r) for r in static.ranks], axis=2)  # [B, L, T]
+    has_spatial = jnp.concatenate([jnp.prod(spatial[:, 1:], axis=2) > 1, jnp.zeros((B, 1), bool)], axis=1)
+    den = []
+    for t, r in enumerate(static.ranks):
+        above = jnp.concatenate([tiling.footprint(E_sp[:, 1:], r), tile[:, -1:, t]], axis=1)
+        den.append(jnp.where(has_spatial, above, tile[:, :, t]))
+    part = tiling.partitions(tile, jnp.stack(den, axis=2))
+    reads, fills, updates, t_total = access.accesses(static, temporal, spatial, perm, keep,
+                                                     E_bnd, E_below, E_sp, tile, part)
+    inst_above = jnp.prod(spatial, axis=2).astype(jnp.float64)  # [B, L] spatial fan-out used at each level
+    instances = jnp.flip(jnp.cumprod(jnp.flip(inst_above, 1), axis=1), 1) / inst_above  # product above l
+    mac_inst = jnp.prod(inst_above, axis=1)
+    level_cycles, cycles = latency.cycles(arr, t_total, reads, fills, updates)
+    e_ds = energy.storage_energy(arr, reads, fills, updates, instances)
+    leak = energy.leakage(arr, cycles, instances)
+    computes = t_total * mac_inst
+    e_mac = computes * arr["e_compute"]
+    total = e_ds.sum(axis=(1, 2)) + leak.sum(axis=1) + e_mac
+    util = computes / arr["mac_instances"] / cycles
+    code = status.status(arr, temporal, sx, sy, keep, tile)
+    return Stats(reads, fills, updates, tile.astype(jnp.float64), part.astype(jnp.float64), jnp.where(
+        keep.any(axis=2), instances, 0.0), e_ds, leak, level_cycles, computes, mac_inst, e_mac, total, cycles,
+        util, code)
+
+
+evaluate = jax.jit(_evaluate, static_argnums=0)
+evaluate.__doc__ = "Stats of every mapping in `batch` (a MappingBatch of jnp/np arrays)."
+
+
+def evaluate_chunked(static, arr, batch, chunk=65536, reduce=None):
+    """Evaluate a large batch in fixed-size chunks (static shapes: the last chunk is padded)."""
+    B = batch.size
+    outs = []
+    for s in range(0, B, chunk):
+        part = batch.take(np.arange(s, min(s + chunk, B)))
+        pad = chunk - part.size if B > chunk else 0
+        if pad:
+            part = MappingBatch(*(np.concatenate([a, np.repeat(a[-1:], pad, 0)]) for a in part))
+        st = evaluate(static, arr, part)
+        st = jax.tree_util.tree_map(lambda x: np.asarray(x)[: part.size - pad] if x.ndim else x, st)
+        outs.append(st if reduce is None else reduce(st))
+    if reduce is not None:
+        return outs
+    return Stats(*(np.concatenate([getattr(o, f) for o in outs]) for f in Stats._fields))
+
+

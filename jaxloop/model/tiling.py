@@ -1,0 +1,56 @@
+"""Tile extents, footprints, partition sizes and spatial distinctness (Timeloop's AAHR rules)."""
+
+import jax.numpy as jnp
+
+
+def footprint(E, ranks):
+    """Bounding-box size of a dataspace over iteration extents E[..., D] (holes included)."""
+    size = jnp.ones(E.shape[:-1], E.dtype)
+    for r in ranks:
+        size = size * rank_extents(E, r)
+    return size
+
+
+def rank_extents(E, rank):
+    ext = jnp.ones(E.shape[:-1], E.dtype)
+    for d, c in rank:
+        ext = ext + c * (E[..., d] - 1)
+    return ext
+
+
+def extents(temporal, spatial):
+    """E_bnd[b, l, d]: extent of dim d over all loops of levels <= l (the level-l boundary);
+    E_below: the same below level l (its children's tiles); E_sp: E_below times level-l spatial."""
+    E_bnd = jnp.cumprod(temporal * spatial, axis=1)
+    E_below = jnp.concatenate([jnp.ones_like(E_bnd[:, :1]), E_bnd[:, :-1]], axis=1)
+    return E_bnd, E_below, E_below * spatial
+
+
+def distinct_children(spatial, E_below, ranks):
+    """Number of distinct child tiles of tensor `ranks` among the spatial children of each level.
+
+    Timeloop groups children whose deltas are equal (exact multicast). Children differing only
+    in irrelevant dims coincide; on a sliding rank W = a*i + b*j two spatial dims can also
+    coincide (the sumset of two arithmetic progressions: n1*n2 - (n1-b')(n2-a') collisions).
+    """
+    out = jnp.ones(spatial.shape[:-1], spatial.dtype)
+    for r in ranks:
+        if len(r) == 1:
+            out = out * spatial[..., r[0][0]]
+        else:
+            (d1, c1), (d2, c2) = r
+            n1, n2 = spatial[..., d1], spatial[..., d2]
+            a, b = c1 * E_below[..., d1], c2 * E_below[..., d2]
+            g = jnp.gcd(a, b)
+            dup = jnp.maximum(0, n1 - b // g) * jnp.maximum(0, n2 - a // g)
+            out = out * (n1 * n2 - dup)
+    return out
+
+
+def partitions(tile, den):
+    """Distinct elements an instance ever holds: P[L-1] = whole tensor, P[c] = P[c+1]*tile[c]//den[c]."""
+    L = tile.shape[1]
+    parts = [tile[:, L - 1]]
+    for c in range(L - 2, -1, -1):
+        parts.append(parts[-1] * tile[:, c] // den[:, c])
+    return jnp.stack(parts[::-1], axis=1)
