@@ -101,3 +101,12 @@ def evaluate_chunked(static, arr, batch, chunk=65536, reduce=None):
     return Stats(*(np.concatenate([getattr(o, f) for o in outs]) for f in Stats._fields))
 
 
+
+
+def evaluate_one(spec, table, mapping=None):
+    """Stats of one mapping (the spec's own by default) as a batch of one."""
+    from jaxloop.compiler import compile_spec
+
+    static, arr = compile_spec(spec, table)
+    batch = MappingBatch.from_mappings([mapping if mapping is not None else spec.mapping])
+    return static, evaluate(static, arr, batch)
