@@ -24,6 +24,7 @@ class Static:
     level_names: tuple
     ds_names: tuple
     dim_names: tuple
+    storable: tuple = ()  # per level: False for timeloopfe's dummy_storage (spatial-only, keeps nothing)
 
     @property
     def T(self):
@@ -57,7 +58,8 @@ def compile_spec(spec, table):
             raise SpecError(f"dataspace {ds.name}: a dimension appears in two ranks; not supported")
         ranks.append(rr)
     static = Static(len(arch.levels), len(wl.dims), tuple(ranks), tuple(ds.read_write for ds in wl.dataspaces),
-                    arch.names, tuple(ds.name for ds in wl.dataspaces), wl.dims)
+                    arch.names, tuple(ds.name for ds in wl.dataspaces), wl.dims,
+                    tuple("dummy" not in lv.cls.lower() for lv in arch.levels))
 
     missing = []
 

@@ -15,32 +15,32 @@ from jaxloop.model.tiling import distinct_children, footprint, rank_extents
 
 
 def loop_table(temporal, perm, E_sp):
-    """Per loop in nest order [B, L, D] (level-major, innermost first): bound and stride."""
-    n = jnp.take_along_axis(temporal, perm, axis=2)
-    v = jnp.take_along_axis(E_sp, perm, axis=2)
+    """Per loop in nest order [B, L, D] (level-major, innermost first): bound and stride.
+    A one-hot contraction instead of a gather: gathers are slow on CPUs."""
+    onehot = (perm[..., None] == jnp.arange(perm.shape[-1])).astype(temporal.dtype)  # [B, L, D, D]
+    n = jnp.einsum("bljd,bld->blj", onehot, temporal)
+    v = jnp.einsum("bljd,bld->blj", onehot, E_sp)
     return n, v
 
 
 def stationary_fills(tile, rel, n, perm):
-    """Non-sliding fills[b, l] = tile x product of loop bounds above l from the first relevant one."""
+    """Non-sliding fills[b, l] = tile x product of the loop bounds above l from the first
+    relevant non-trivial loop outward (inside it the tile stays resident)."""
     B, L, D = n.shape
-    rel_loop = jnp.asarray(rel)[perm] & (n > 1)  # [B, L, D]
-    flat_n = n.reshape(B, L * D).astype(jnp.float64)
+    rel_loop = (jnp.asarray(rel)[perm]) & (n > 1)
+    flat_n = n.reshape(B, L * D)
     flat_rel = rel_loop.reshape(B, L * D)
-    excl = jnp.concatenate([jnp.ones((B, 1)), jnp.cumprod(flat_n, axis=1)], axis=1)  # [B, LD+1]
-    idx = jnp.where(flat_rel, jnp.arange(L * D), L * D)
-    nxt = jax.lax.cummin(idx, axis=1, reverse=True)  # next relevant loop at or after each position
-    nxt = jnp.concatenate([nxt, jnp.full((B, 1), L * D)], axis=1)
-    out = []
-    for l in range(L):
-        start = (l + 1) * D
-        first = nxt[:, start]
-        prefix_end = jnp.take_along_axis(excl, first[:, None], axis=1)[:, 0]
-        out.append(tile[:, l] * excl[:, L * D] / prefix_end)
-    return jnp.stack(out, axis=1)
+    suffix = jnp.cumprod(flat_n[:, ::-1], axis=1)[:, ::-1]  # product of loops i..end
+    g = jnp.ones(B, n.dtype)
+    from_first = [None] * (L * D)  # product from the first relevant loop at or after i
+    for i in range(L * D - 1, -1, -1):
+        g = jnp.where(flat_rel[:, i], suffix[:, i], g)
+        from_first[i] = g
+    ones = jnp.ones(B, n.dtype)
+    return tile * jnp.stack([from_first[(l + 1) * D] if l < L - 1 else ones for l in range(L)], axis=1)
 
 
-def sliding_fills(tile, E_bnd, ranks, n, v, perm):
+def sliding_fills(tile, E_bnd, ranks, n, v, perm, boundaries):
     """Fills of a sliding tensor [B, L]: Timeloop's delta + stride rule replayed in closed form.
 
     Timeloop walks each outer loop at iterations 0 and 1 (weight bound-1), so a level's
@@ -49,49 +49,50 @@ def sliding_fills(tile, E_bnd, ranks, n, v, perm):
     state (or from null) is credited with the overlap, any other step refetches the whole tile
     and clears the state. S_k depends on its input only through "null or equal to its first
     non-zero step" (class C) vs "anything else" (class X), and ends in null or its last non-zero
-    step, so two sums and two flags per class carry the recursion. One scan over the loops
-    (innermost first) advances the recursion of every level whose boundary lies below the loop.
+    step, so two sums and two flags per class carry the recursion. Each loop advances the
+    recursion of every boundary below it; only `boundaries` (levels that can hold data) are kept.
+    Translations are small integers, exact in float32; the weighted sums are float64.
     """
     B, L, D = n.shape
-    R = len(ranks)
+    bnd = np.asarray(boundaries)
+    if bnd.size == 0:
+        return tile
     dims = sorted({d for r in ranks for d, _ in r})
-    coef = np.zeros((len(dims), R), np.int64)  # tau_r = sum_d coef[d, r] * tau_iter[d]
+    coef = np.zeros((len(dims), len(ranks)), np.float32)  # tau_r = sum_d coef[d, r] * tau_iter[d]
     for ri, r in enumerate(ranks):
         for d, c in r:
             coef[dims.index(d), ri] = c
-    ext = jnp.stack([rank_extents(E_bnd, r) for r in ranks], axis=-1)  # [B, L, R]
-    level_of = np.repeat(np.arange(L), D)
-    xs = (perm.reshape(B, L * D).T, n.reshape(B, L * D).T, v.reshape(B, L * D).T,
-          jnp.asarray(level_of[:, None] > np.arange(L)[None, :]))  # loop above boundary l?
+    f32 = jnp.float32
+    t_b = tile[:, bnd]
+    ext = jnp.stack([rank_extents(E_bnd[:, bnd], r) for r in ranks], axis=-1).astype(f32)  # [B, K, R]
+    K = bnd.size
+    zb = jnp.zeros((B, K), bool)
+    zr = jnp.zeros((B, K, len(ranks)), f32)
+    carry = (jnp.zeros((B, K, len(dims)), f32), zb, zb, zb, jnp.zeros((B, K)), jnp.zeros((B, K)), zr, zr)
     dims_arr = jnp.asarray(dims)
-    zb = jnp.zeros((B, L), bool)
-    zf = jnp.zeros((B, L))
-    zr = jnp.zeros((B, L, R), E_bnd.dtype)
-    init = (jnp.zeros((B, L, len(dims)), E_bnd.dtype), zb, zb, zb, zf, zf, zr, zr)
 
-    def step(carry, x):
+    def step(carry, x, below):
         W, started, out_c, out_x, sum_c, sum_x, first, last = carry
-        dim, nn, vv, above = x
-        move = jnp.where(dim[:, None] == dims_arr[None, :], vv[:, None], 0)  # [B, Dt]
-        tau = jnp.einsum("bld,dr->blr", move[:, None, :] - W, coef)  # [B, L, R]
-        ov = jnp.prod(jnp.maximum(0, ext - jnp.abs(tau)), axis=-1)
-        dc = tile - ov  # delta when the translation is credited
+        dim, nn, vv = x
+        move = jnp.where(dim[:, None] == dims_arr[None, :], vv.astype(f32)[:, None], 0)  # [B, Dt]
+        tau = jnp.einsum("bkd,dr->bkr", move[:, None, :] - W, coef)  # [B, K, R]
+        ov = jnp.prod(jnp.maximum(0, ext - jnp.abs(tau)), axis=-1).astype(jnp.float64)
+        dc = t_b - ov  # delta when the translation is credited
         zero = (tau == 0).all(-1)
         eq_l = (tau == last).all(-1)
-        eq_f = (tau == first).all(-1)
         l_eq_f = (last == first).all(-1)
-        w = (nn - 1).astype(jnp.float64)[:, None]
+        w = (nn - 1)[:, None]
         new = []
         for s1_last in (out_c, out_x):
-            d = jnp.where(zero, 0.0, jnp.where(s1_last & ~eq_l, tile, dc))
-            to_c = jnp.where(zero, ~s1_last | l_eq_f, jnp.where(s1_last, ~eq_l | l_eq_f, eq_f))
+            d = jnp.where(zero, 0.0, jnp.where(s1_last & ~eq_l, t_b, dc))
+            to_c = jnp.where(zero | s1_last, ~(s1_last & ~l_eq_f) | (~zero & ~eq_l), (tau == first).all(-1))
             new.append((w * (d + jnp.where(to_c, sum_c, sum_x)), jnp.where(to_c, out_c, out_x)))
         (add_c, o_c), (add_x, o_x) = new
-        active = (nn > 1)[:, None] & above[None, :]
+        active = (nn > 1)[:, None] & below
         begin = active & ~started & ~zero
         general = active & started
         sum_c = jnp.where(begin, w * dc, jnp.where(general, sum_c + add_c, sum_c))
-        sum_x = jnp.where(begin, w * tile, jnp.where(general, sum_x + add_x, sum_x))
+        sum_x = jnp.where(begin, w * t_b, jnp.where(general, sum_x + add_x, sum_x))
         out_c = jnp.where(begin, True, jnp.where(general, o_c, out_c))
         out_x = jnp.where(begin, False, jnp.where(general, o_x, out_x))
         first = jnp.where(begin[..., None], tau, first)
@@ -99,11 +100,17 @@ def sliding_fills(tile, E_bnd, ranks, n, v, perm):
         W = W + jnp.where(active[..., None], move[:, None, :], 0)
         return (W, started | begin, out_c, out_x, sum_c, sum_x, first, last), None
 
-    carry, _ = jax.lax.scan(step, init, xs)
-    return tile + carry[4]
+    for m in range(1, L):
+        below = jnp.asarray(bnd < m)
+        if not bool((bnd < m).any()):
+            continue
+        xs = (perm[:, m].T, n[:, m].T, v[:, m].T)
+        carry, _ = jax.lax.scan(lambda c, x: step(c, x, below), carry, xs)
+    return tile.at[:, bnd].add(carry[4])
 
 
 def accesses(static, temporal, spatial, perm, keep, E_bnd, E_below, E_sp, tile, part):
+    """keep must already be False at levels that cannot store (static.storable)."""
     """Per-instance reads, fills, updates [B, L, T] after bypass routing and read-modify-write."""
     B, L, D = temporal.shape
     n, v = loop_table(temporal, perm, E_sp)
@@ -112,7 +119,8 @@ def accesses(static, temporal, spatial, perm, keep, E_bnd, E_below, E_sp, tile, 
     for t, ranks in enumerate(static.ranks):
         tl = tile[:, :, t].astype(jnp.float64)
         if static.sliding(t):
-            f_raw = sliding_fills(tl, E_bnd, ranks, n, v, perm)
+            bnd = tuple(l for l in range(L - 1) if static.storable[l])
+            f_raw = sliding_fills(tl, E_bnd, ranks, n, v, perm, bnd)
         else:
             f_raw = stationary_fills(tl, static.relevant(t), n, perm)
         distinct = jnp.stack([distinct_children(spatial[:, l], E_below[:, l], ranks)

@@ -49,10 +49,12 @@ class Stats(NamedTuple):
 
 
 def _evaluate(static, arr, batch):
-    temporal = batch.temporal.astype(jnp.int64)
-    sx, sy = batch.spatial_x.astype(jnp.int64), batch.spatial_y.astype(jnp.int64)
+    # Counts as float64: exact below 2**53, and vectorized on CPUs (int64 multiply is not on AVX2).
+    temporal = batch.temporal.astype(jnp.float64)
+    sx, sy = batch.spatial_x.astype(jnp.float64), batch.spatial_y.astype(jnp.float64)
     spatial = sx * sy
-    perm, keep = batch.perm.astype(jnp.int32), batch.keep.astype(bool)
+    perm = batch.perm.astype(jnp.int32)
+    keep = batch.keep.astype(bool) & jnp.asarray(static.storable)[None, :, None]
     B, L, D = temporal.shape
     E_bnd, E_below, E_sp = tiling.extents(temporal, spatial)
     tile = jnp.stack([tiling.footprint(E_bnd, r) for r in static.ranks], axis=2)  # [B, L, T]
@@ -75,7 +77,7 @@ def _evaluate(static, arr, batch):
     total = e_ds.sum(axis=(1, 2)) + leak.sum(axis=1) + e_mac
     util = computes / arr["mac_instances"] / cycles
     code = status.status(arr, temporal, sx, sy, keep, tile)
-    return Stats(reads, fills, updates, tile.astype(jnp.float64), part.astype(jnp.float64), jnp.where(
+    return Stats(reads, fills, updates, tile, part, jnp.where(
         keep.any(axis=2), instances, 0.0), e_ds, leak, level_cycles, computes, mac_inst, e_mac, total, cycles,
         util, code)
 

@@ -16,7 +16,7 @@ FLAG_MEANINGS = ("capacity", "fanout_x", "fanout_y", "factors", "keep", "min_uti
 
 def status(arr, temporal, spatial_x, spatial_y, keep, tile):
     """int64 bit field [B]; 0 means valid."""
-    used = jnp.where(keep, tile, 0).sum(axis=2).astype(jnp.float64)  # [B, L]
+    used = jnp.where(keep, tile, 0).sum(axis=2)  # [B, L]
     cap = (used > arr["size"]).any(axis=1)
     fx = (jnp.prod(spatial_x, axis=2) > arr["fanout_x"]).any(axis=1)
     fy = (jnp.prod(spatial_y, axis=2) > arr["fanout_y"]).any(axis=1)

@@ -40,9 +40,10 @@ def distinct_children(spatial, E_below, ranks):
         else:
             (d1, c1), (d2, c2) = r
             n1, n2 = spatial[..., d1], spatial[..., d2]
-            a, b = c1 * E_below[..., d1], c2 * E_below[..., d2]
+            a = (c1 * E_below[..., d1]).astype(jnp.int32)
+            b = (c2 * E_below[..., d2]).astype(jnp.int32)
             g = jnp.gcd(a, b)
-            dup = jnp.maximum(0, n1 - b // g) * jnp.maximum(0, n2 - a // g)
+            dup = jnp.maximum(0, n1 - (b // g).astype(n1.dtype)) * jnp.maximum(0, n2 - (a // g).astype(n2.dtype))
             out = out * (n1 * n2 - dup)
     return out
 
@@ -52,5 +53,5 @@ def partitions(tile, den):
     L = tile.shape[1]
     parts = [tile[:, L - 1]]
     for c in range(L - 2, -1, -1):
-        parts.append(parts[-1] * tile[:, c] // den[:, c])
+        parts.append(jnp.floor(parts[-1] * tile[:, c] / den[:, c]))  # C++ integer division
     return jnp.stack(parts[::-1], axis=1)
