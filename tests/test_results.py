@@ -139,3 +139,70 @@ def test_network_layers_with_different_dimensions(case, ds, tmp_path):
         assert one.attrs["spec"] == orig.attrs["spec"]
     with pytest.raises(ValueError, match="layer"):
         dataset_to_batch(net)
+
+
+# ------------------------------------------------------------------------------------ plots
+
+def _random_batch(spec, n, seed=0):
+    """n random mappings: each bound split into divisors over the levels, random loop orders
+    and bypass (the outermost level keeps everything)."""
+    rng = np.random.default_rng(seed)
+    L, D, T = len(spec.arch.levels), len(spec.workload.dims), len(spec.workload.dataspaces)
+    t = np.ones((n, L, D), np.int64)
+    for d, b in enumerate(spec.workload.bounds):
+        rest = np.full(n, b)
+        for lv in range(L - 1):
+            for i in range(n):
+                t[i, lv, d] = rng.choice([x for x in range(1, rest[i] + 1) if rest[i] % x == 0])
+            rest //= t[:, lv, d]
+        t[:, L - 1, d] = rest
+    perm = np.argsort(rng.random((n, L, D)), axis=-1)
+    keep = rng.random((n, L, T)) < 0.7
+    keep[:, -1] = True
+    return MappingBatch(t, np.ones_like(t), np.ones_like(t), perm, keep)
+
+
+@pytest.fixture(scope="module")
+def many(case, tmp_path_factory):
+    spec, table, static, _, _ = case
+    batch = _random_batch(spec, 300)
+    ds = to_dataset(spec, static, evaluate(static, compile_spec(spec, table)[1], batch), batch, table=table)
+    return write_dataset(ds, tmp_path_factory.mktemp("plots") / "many.h5"), ds
+
+
+def test_pareto_front_and_spread_data(many):
+    from jaxloop.plots import pareto_front, spread_data
+
+    e = np.array([5.0, 3.0, 4.0, 1.0, 2.0, 1.0])
+    c = np.array([1.0, 2.0, 2.0, 5.0, 3.0, 6.0])
+    assert list(pareto_front(e, c)) == [0, 1, 4, 3]
+    _, ds = many
+    eff, near, min_dram = spread_data(ds)
+    ok = ds.status.values == 0
+    assert eff.size == ok.sum() and eff[0] == 1.0 and (np.diff(eff) <= 0).all()
+    assert near.sum() == (ds.energy.values[ok] <= 1.01 * ds.energy.values[ok].min()).sum()
+    assert min_dram.sum() == (ds.last_level_accesses.values[ok] == ds.last_level_accesses.values[ok].min()).sum()
+
+
+def test_plot_command_writes_pngs(many, tmp_path, capsys):
+    import argparse
+
+    from jaxloop.commands import plot
+
+    path, ds = many
+    parser = argparse.ArgumentParser()
+    plot.add_parser(parser.add_subparsers())
+    for kind in ("spread", "pareto", "breakdown"):
+        args = parser.parse_args(["plot", kind, str(path), "-o", str(tmp_path / f"{kind}.png")])
+        assert args.func(args) == 0
+        assert (tmp_path / f"{kind}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    net = concat_layers([ds, ds.isel(mapping=slice(0, 50))], ["a", "b"])
+    write_dataset(net, tmp_path / "net.h5")
+    for argv, code in ((["breakdown", str(tmp_path / "net.h5")], 0),
+                       (["spread", str(tmp_path / "net.h5")], 2),  # which layer?
+                       (["spread", str(tmp_path / "net.h5"), "--layer", "b"], 0),
+                       (["pareto", str(tmp_path / "missing.h5")], 2)):
+        args = parser.parse_args(["plot", *argv])
+        assert args.func(args) == code, argv
+    assert (tmp_path / "net-breakdown.png").exists()
+    assert "choose one (a, b)" in capsys.readouterr().err
