@@ -1,6 +1,6 @@
 """jaxloop's hwcomponents-backed ERT/ART next to the Accelergy ERT/ART of every reference case.
 
-    python benchmarks/energy_vs_accelergy.py [--ref /work/shared/reference/timeloop] [CASE...]
+    python benchmarks/energy_vs_accelergy.py [--ref ../shared/reference/timeloop] [CASE...]
 
 For each case folder holding input.yaml + ERT.yaml (+ ART.yaml), estimates the tables from
 the input's component attributes and prints, per component and action, ours, Accelergy's
@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 from jaxloop.energy.ert import load_tables  # noqa: E402
 from jaxloop.energy.estimate import estimate_tables  # noqa: E402
 
-DEFAULT_REF = Path("/work/shared/reference/timeloop")
+DEFAULT_REF = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "timeloop"
 
 
 def _ratio(ours, ref):

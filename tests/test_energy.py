@@ -15,7 +15,7 @@ from jaxloop.energy.estimate import estimate_tables, write_art, write_ert
 from jaxloop.energy.expr import ExprError, attribute_value, evaluate
 from jaxloop.errors import SpecError
 
-REF = Path("/work/shared/reference/timeloop")
+from conftest import TIMELOOP_REF as REF  # noqa: E402
 needs_ref = pytest.mark.skipif(not REF.exists(), reason="reference cases not present")
 
 

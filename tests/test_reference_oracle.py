@@ -16,20 +16,13 @@ from jaxloop.reference import simulate
 from jaxloop.spec import Arch, ComputeLevel, DataSpace, Mapping, StorageLevel, Workload
 from jaxloop.timeloop_stats import parse_stats
 
-REF = Path(os.environ.get("JAXLOOP_TIMELOOP_REF", "/work/shared/reference/timeloop"))
+from conftest import TIMELOOP_REF as REF, dense_cases
 FIELDS = {"tile": "Utilized capacity", "partition": "Partition size", "reads": "Scalar reads (per-instance)",
           "fills": "Scalar fills (per-instance)", "updates": "Scalar updates (per-instance)"}
 
 
-def _dense_cases():
-    if not REF.is_dir():
-        return []
-    return sorted(p.name for p in REF.iterdir() if (p / "input.yaml").exists()
-                  and p.name.startswith(("tl0", "tla-", "ed-")) and p.name != "ed-sparse_tensor_core_like")
-
-
-CASES = _dense_cases()
-needs_ref = pytest.mark.skipif(not CASES, reason=f"reference cases not found under {REF}")
+CASES = dense_cases()
+needs_ref = pytest.mark.usefixtures()  # the reference cases are required (conftest fails without them)
 
 
 def _mismatches(spec, result, stats):
