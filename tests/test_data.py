@@ -29,16 +29,20 @@ MACS = {"alexnet": 714_188_480, "vgg16": 15_470_264_320, "resnet50": 4_089_184_2
 _yaml = YAML(typ="safe")
 
 
+TIMELOOP_ARCHS = {"eyeriss_like", "simba_like", "simple_weight_stationary", "simple_output_stationary", "nvdla_like"}
+
+
 def test_shipped_files():
-    assert {p.stem for p in ARCHS} == {"eyeriss_like", "simba_like", "simple_weight_stationary",
-                                       "simple_output_stationary", "nvdla_like"}
+    assert TIMELOOP_ARCHS <= {p.stem for p in ARCHS}
     assert {p.name for p in NETWORKS} == set(MACS)
 
 
 @pytest.mark.parametrize("arch", ARCHS, ids=lambda p: p.stem)
 def test_arch_loads_with_a_layer(arch):
     spec = jaxloop.load_spec(arch, CNN, need_mapping=False)
-    assert spec.mapping is None and len(spec.arch.levels) >= 4
+    assert spec.mapping is None and spec.arch.levels
+    if arch.stem not in TIMELOOP_ARCHS:
+        return
     doc = _yaml.load(arch.read_text())
     assert doc["architecture"]["version"] == "0.4" and "compound_components" in doc
     names = set(spec.arch.names)
