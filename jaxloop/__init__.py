@@ -1,6 +1,14 @@
 """jaxloop: Timeloop's analytical accelerator model as one batched JAX kernel."""
 
-import jax
+import os
+
+# XLA runs a CPU program on one thread; exposing one host device per core lets a batch be
+# sharded across all cores (jaxloop.model.evaluate.shard). Must happen before JAX starts.
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                               f" --xla_force_host_platform_device_count={os.cpu_count() or 1}").strip()
+
+import jax  # noqa: E402
 
 # Counts exceed 2**31 (MACs of real layers) and 2**24 (float32 integers): use 64-bit everywhere.
 jax.config.update("jax_enable_x64", True)

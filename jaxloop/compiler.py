@@ -24,7 +24,9 @@ class Static:
     level_names: tuple
     ds_names: tuple
     dim_names: tuple
-    storable: tuple = ()  # per level: False for timeloopfe's dummy_storage (spatial-only, keeps nothing)
+    keepable: tuple = ()  # [L][T]: can level l keep dataspace t? False at timeloopfe's dummy_storage
+    # levels (they only carry a spatial fan-out) and where mapspace constraints force a bypass.
+    analog: object = None  # jaxloop.model.converters.AnalogStatic for an analog crossbar design, else None
 
     @property
     def T(self):
@@ -41,8 +43,12 @@ class Static:
         return tuple(rel)
 
 
-def compile_spec(spec, table):
-    """(Static, arrays) for the kernel. `table` is an EnergyTable covering every level."""
+def compile_spec(spec, table, keepable=None):
+    """(Static, arrays) for the kernel. `table` is an EnergyTable covering every level.
+
+    `keepable` ([L][T] bools) narrows where dataspaces may be kept, e.g. from mapspace
+    constraints; the kernel then skips work for the other levels and flags mappings that keep
+    a dataspace there (status bit "keep")."""
     wl, arch = spec.workload, spec.arch
     ranks = []
     for ds in wl.dataspaces:
@@ -59,7 +65,7 @@ def compile_spec(spec, table):
         ranks.append(rr)
     static = Static(len(arch.levels), len(wl.dims), tuple(ranks), tuple(ds.read_write for ds in wl.dataspaces),
                     arch.names, tuple(ds.name for ds in wl.dataspaces), wl.dims,
-                    tuple("dummy" not in lv.cls.lower() for lv in arch.levels))
+                    _keepable(arch, len(wl.dataspaces), keepable))
 
     missing = []
 
@@ -95,4 +101,20 @@ def compile_spec(spec, table):
     if missing:
         raise SpecError("no energy for " + ", ".join(missing) + " in the energy table: give --ert ERT.yaml "
                         "with these components, or let jaxloop estimate them (omit --ert)")
+    if getattr(spec, "analog", None) is not None:  # crossbar converter terms (jaxloop/model/converters.py)
+        from jaxloop.model.converters import compile_analog
+
+        static, arrays = compile_analog(spec, table, static, arrays)
     return static, arrays
+
+
+def _keepable(arch, T, given):
+    L = len(arch.levels)
+    out = [[("dummy" not in lv.cls.lower()) or l == L - 1 for _ in range(T)] for l, lv in enumerate(arch.levels)]
+    if given is not None:
+        given = np.asarray(given, bool)
+        if given.shape != (L, T):
+            raise SpecError(f"keepable must be [levels={L}, dataspaces={T}], got {given.shape}")
+        out = [[a and bool(g) for a, g in zip(row, grow)] for row, grow in zip(out, given)]
+    out[-1] = [True] * T  # the backing store keeps everything
+    return tuple(tuple(r) for r in out)

@@ -69,7 +69,7 @@ def stats_json(spec, static, stats, i=0, keep=None):
                 "utilized_instances": _count(row["instances"][l]),
                 "energy_pJ": float(row["energy_ds"][l, t]),
             }
-    return {
+    out = {
         "energy_pJ": float(row["energy"]),
         "cycles": _count(row["cycles"]),
         "computes": _count(row["computes"]),
@@ -78,6 +78,11 @@ def stats_json(spec, static, stats, i=0, keep=None):
         "levels": levels,
         "status": reasons(int(row["status"])),
     }
+    if getattr(static, "analog", None) is not None:  # analog crossbar design: converter counts and energies
+        from jaxloop.model.converters import converters_json
+
+        out["converters"] = converters_json(row["converter_counts"], row["converter_energy"])
+    return out
 
 
 def _fmt(x):
@@ -130,4 +135,8 @@ def summary_text(spec, static, stats, i=0, keep=None):
     order = [comp, *js["levels"], "Total"]
     width = max(30, *(len(n) for n in order))
     out += [f"    {n:<{width}} = {1000 * js['pj_per_compute'][n]:.2f}" for n in order]
+    if "converters" in js:
+        from jaxloop.model.converters import converters_text
+
+        out += [""] + converters_text(row["converter_counts"], row["converter_energy"], float(row["computes"]))
     return "\n".join(out) + "\n"

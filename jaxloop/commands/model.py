@@ -27,6 +27,7 @@ def run(args):
     print(summary_text(spec, static, stats, keep=spec.mapping.keep))
     if args.json:
         out = stats_json(spec, static, stats, keep=spec.mapping.keep)
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0 if int(stats.status[0]) == 0 else 1

@@ -121,6 +121,14 @@ def estimate_tables(doc):
         for k, v in raw.items():
             attrs.set(k, v)
         attrs.setdefault("global_cycle_seconds", DEFAULT_CYCLE_SECONDS)  # Timeloop's default clock
+        if str(cls).lower() in ("analog_crossbar", "analog_mac"):  # converters and cells: jaxloop/energy/analog.py
+            from jaxloop.energy.analog import analog_component
+
+            resolved = {k: (v if isinstance(v, (dict, list)) else attrs[k]) for k, v in raw.items()}
+            resolved.setdefault("global_cycle_seconds", attrs["global_cycle_seconds"])
+            table.energy[base], table.area[base], table.source[base] = analog_component(
+                cls, resolved, f"architecture: {base}")
+            continue
         generic = _generic_class(cls, attrs)
         node = Node(base, generic, attrs, classes)
         actions = _wanted_actions(node, comp)

@@ -15,29 +15,30 @@ from jaxloop.model.tiling import distinct_children, footprint, rank_extents
 
 
 def loop_table(temporal, perm, E_sp):
-    """Per loop in nest order [B, L, D] (level-major, innermost first): bound and stride.
-    A one-hot contraction instead of a gather: gathers are slow on CPUs."""
-    onehot = (perm[..., None] == jnp.arange(perm.shape[-1])).astype(temporal.dtype)  # [B, L, D, D]
-    n = jnp.einsum("bljd,bld->blj", onehot, temporal)
-    v = jnp.einsum("bljd,bld->blj", onehot, E_sp)
-    return n, v
+    """Per loop in nest order [B, L, D] (level-major, innermost first): bound and stride."""
+    return jnp.take_along_axis(temporal, perm, axis=2), jnp.take_along_axis(E_sp, perm, axis=2)
 
 
-def stationary_fills(tile, rel, n, perm):
+def stationary_fills(tile, rel, temporal, position):
     """Non-sliding fills[b, l] = tile x product of the loop bounds above l from the first
-    relevant non-trivial loop outward (inside it the tile stays resident)."""
-    B, L, D = n.shape
-    rel_loop = (jnp.asarray(rel)[perm]) & (n > 1)
-    flat_n = n.reshape(B, L * D)
-    flat_rel = rel_loop.reshape(B, L * D)
-    suffix = jnp.cumprod(flat_n[:, ::-1], axis=1)[:, ::-1]  # product of loops i..end
-    g = jnp.ones(B, n.dtype)
-    from_first = [None] * (L * D)  # product from the first relevant loop at or after i
-    for i in range(L * D - 1, -1, -1):
-        g = jnp.where(flat_rel[:, i], suffix[:, i], g)
-        from_first[i] = g
-    ones = jnp.ones(B, n.dtype)
-    return tile * jnp.stack([from_first[(l + 1) * D] if l < L - 1 else ones for l in range(L)], axis=1)
+    relevant non-trivial loop outward (inside it the tile stays resident, delta 0).
+
+    Per level only the loops ahead of its first relevant loop depend on the order; `position`
+    [B, L, D] is each dimension's place in its level's permutation (innermost first)."""
+    B, L, D = temporal.shape
+    rel_nt = jnp.asarray(rel)[None, None, :] & (temporal > 1)  # [B, L, D]
+    first = jnp.min(jnp.where(rel_nt, position, D), axis=2)  # first relevant loop's place
+    ahead = jnp.prod(jnp.where(position < first[..., None], temporal, 1.0), axis=2)  # resident run
+    full = jnp.prod(temporal, axis=2)  # [B, L]
+    has_rel = rel_nt.any(axis=2)
+    out = [jnp.ones(B, tile.dtype)]  # top level: nothing above
+    acc = jnp.ones(B, tile.dtype)  # product over levels above the current one
+    run = jnp.ones(B, tile.dtype)  # answer for the boundary just below level m
+    for m in range(L - 1, 0, -1):
+        run = jnp.where(has_rel[:, m], full[:, m] / ahead[:, m] * acc, run)
+        acc = acc * full[:, m]
+        out.append(run)
+    return tile * jnp.stack(out[::-1], axis=1)
 
 
 def sliding_fills(tile, E_bnd, ranks, n, v, perm, boundaries):
@@ -58,10 +59,6 @@ def sliding_fills(tile, E_bnd, ranks, n, v, perm, boundaries):
     if bnd.size == 0:
         return tile
     dims = sorted({d for r in ranks for d, _ in r})
-    coef = np.zeros((len(dims), len(ranks)), np.float32)  # tau_r = sum_d coef[d, r] * tau_iter[d]
-    for ri, r in enumerate(ranks):
-        for d, c in r:
-            coef[dims.index(d), ri] = c
     f32 = jnp.float32
     t_b = tile[:, bnd]
     ext = jnp.stack([rank_extents(E_bnd[:, bnd], r) for r in ranks], axis=-1).astype(f32)  # [B, K, R]
@@ -75,7 +72,8 @@ def sliding_fills(tile, E_bnd, ranks, n, v, perm, boundaries):
         W, started, out_c, out_x, sum_c, sum_x, first, last = carry
         dim, nn, vv = x
         move = jnp.where(dim[:, None] == dims_arr[None, :], vv.astype(f32)[:, None], 0)  # [B, Dt]
-        tau = jnp.einsum("bkd,dr->bkr", move[:, None, :] - W, coef)  # [B, K, R]
+        rel_move = move[:, None, :] - W  # [B, K, Dt]: this step's move in iteration space
+        tau = jnp.stack([sum(c * rel_move[..., dims.index(d)] for d, c in r) for r in ranks], axis=-1)
         ov = jnp.prod(jnp.maximum(0, ext - jnp.abs(tau)), axis=-1).astype(jnp.float64)
         dc = t_b - ov  # delta when the translation is credited
         zero = (tau == 0).all(-1)
@@ -110,19 +108,20 @@ def sliding_fills(tile, E_bnd, ranks, n, v, perm, boundaries):
 
 
 def accesses(static, temporal, spatial, perm, keep, E_bnd, E_below, E_sp, tile, part):
-    """keep must already be False at levels that cannot store (static.storable)."""
+    """keep must already be False where static.keepable is (the kernel's status flags it)."""
     """Per-instance reads, fills, updates [B, L, T] after bypass routing and read-modify-write."""
     B, L, D = temporal.shape
     n, v = loop_table(temporal, perm, E_sp)
+    position = jnp.argsort(perm, axis=2)  # each dimension's place in its level's loop order
     t_total = jnp.prod(temporal.reshape(B, -1).astype(jnp.float64), axis=1)
     reads, fills, updates = [], [], []
     for t, ranks in enumerate(static.ranks):
         tl = tile[:, :, t].astype(jnp.float64)
         if static.sliding(t):
-            bnd = tuple(l for l in range(L - 1) if static.storable[l])
+            bnd = tuple(l for l in range(L - 1) if static.keepable[l][t])
             f_raw = sliding_fills(tl, E_bnd, ranks, n, v, perm, bnd)
         else:
-            f_raw = stationary_fills(tl, static.relevant(t), n, perm)
+            f_raw = stationary_fills(tl, static.relevant(t), temporal, position)
         distinct = jnp.stack([distinct_children(spatial[:, l], E_below[:, l], ranks)
                               for l in range(L)], axis=1).astype(jnp.float64)
         kt = keep[:, :, t]

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloop.mapspace import MappingBatch
-from jaxloop.model import access, energy, latency, status, tiling
+from jaxloop.model import access, converters, energy, latency, status, tiling
 
 
 class Stats(NamedTuple):
@@ -29,6 +29,8 @@ class Stats(NamedTuple):
     cycles: jax.Array  # [B]
     utilization: jax.Array  # [B]
     status: jax.Array  # [B] bit flags, 0 = valid
+    converter_counts: jax.Array  # [B, len(converters.COUNTS)] analog crossbar actions (zeros for digital designs)
+    converter_energy: jax.Array  # [B, len(converters.ENERGY_KINDS)] pJ, all crossbars (included in energy)
 
     @property
     def valid(self):
@@ -54,7 +56,9 @@ def _evaluate(static, arr, batch):
     sx, sy = batch.spatial_x.astype(jnp.float64), batch.spatial_y.astype(jnp.float64)
     spatial = sx * sy
     perm = batch.perm.astype(jnp.int32)
-    keep = batch.keep.astype(bool) & jnp.asarray(static.storable)[None, :, None]
+    keepable = jnp.asarray(static.keepable)[None]
+    asked = batch.keep.astype(bool)
+    keep = asked & keepable
     B, L, D = temporal.shape
     E_bnd, E_below, E_sp = tiling.extents(temporal, spatial)
     tile = jnp.stack([tiling.footprint(E_bnd, r) for r in static.ranks], axis=2)  # [B, L, T]
@@ -70,32 +74,49 @@ def _evaluate(static, arr, batch):
     instances = jnp.flip(jnp.cumprod(jnp.flip(inst_above, 1), axis=1), 1) / inst_above  # product above l
     mac_inst = jnp.prod(inst_above, axis=1)
     level_cycles, cycles = latency.cycles(arr, t_total, reads, fills, updates)
+    conv_counts, conv_energy, analog_cycles, analog_bad = converters.converters(
+        static, arr, temporal, sx, sy, keep, instances[:, 0], t_total)
+    cycles = jnp.maximum(cycles, analog_cycles)  # crossbar activations take activation_cycles each
     e_ds = energy.storage_energy(arr, reads, fills, updates, instances)
     leak = energy.leakage(arr, cycles, instances)
     computes = t_total * mac_inst
     e_mac = computes * arr["e_compute"]
-    total = e_ds.sum(axis=(1, 2)) + leak.sum(axis=1) + e_mac
+    total = e_ds.sum(axis=(1, 2)) + leak.sum(axis=1) + e_mac + conv_energy.sum(axis=1)
     util = computes / arr["mac_instances"] / cycles
-    code = status.status(arr, temporal, sx, sy, keep, tile)
+    code = status.status(arr, temporal, sx, sy, keep, tile, (asked & ~keepable).any(axis=(1, 2)))
+    code = code | (analog_bad.astype(code.dtype) << status.FLAG_MEANINGS.index("analog"))
     return Stats(reads, fills, updates, tile, part, jnp.where(
         keep.any(axis=2), instances, 0.0), e_ds, leak, level_cycles, computes, mac_inst, e_mac, total, cycles,
-        util, code)
+        util, code, converter_counts=conv_counts, converter_energy=conv_energy)
 
 
 evaluate = jax.jit(_evaluate, static_argnums=0)
 evaluate.__doc__ = "Stats of every mapping in `batch` (a MappingBatch of jnp/np arrays)."
 
 
-def evaluate_chunked(static, arr, batch, chunk=65536, reduce=None):
-    """Evaluate a large batch in fixed-size chunks (static shapes: the last chunk is padded)."""
+def shard(batch):
+    """Place a batch split over all local devices (every CPU core, or the GPUs) along the
+    mapping axis; jit then runs one piece per device. The batch size must divide evenly."""
+    devices = jax.local_devices()
+    if len(devices) == 1 or batch.size % len(devices):
+        return MappingBatch(*(jax.device_put(a, devices[0]) for a in batch))
+    sharding = jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(devices), ("mapping",)),
+                                          jax.sharding.PartitionSpec("mapping"))
+    return MappingBatch(*(jax.device_put(a, sharding) for a in batch))
+
+
+def evaluate_chunked(static, arr, batch, chunk=4096, reduce=None):
+    """Evaluate a large batch in fixed-size chunks (static shapes: the last chunk is padded),
+    each sharded over all local devices. Small chunks keep the working set in cache on CPUs."""
     B = batch.size
+    chunk = chunk * len(jax.local_devices())
     outs = []
     for s in range(0, B, chunk):
         part = batch.take(np.arange(s, min(s + chunk, B)))
         pad = chunk - part.size if B > chunk else 0
         if pad:
             part = MappingBatch(*(np.concatenate([a, np.repeat(a[-1:], pad, 0)]) for a in part))
-        st = evaluate(static, arr, part)
+        st = evaluate(static, arr, shard(part))
         st = jax.tree_util.tree_map(lambda x: np.asarray(x)[: part.size - pad] if x.ndim else x, st)
         outs.append(st if reduce is None else reduce(st))
     if reduce is not None:

@@ -7,14 +7,16 @@ REASONS = (
     "fanout X: spatial factors along X exceed the level's mesh",
     "fanout Y: spatial factors along Y exceed the level's mesh",
     "factors: tile factors do not multiply to the dimension bound",
-    "keep: some dataspace is not kept at any level",
+    "keep: some dataspace is not kept at any level, or is kept where it cannot be",
     "min utilization: a level holds less than its min_utilization",
+    "analog: the mapping breaks a crossbar rule (rows must reduce into one output, columns must share "
+    "the row input, the crossbar keeps only the weights, programmed weights stay put)",
 )
 FLAG_MASKS = tuple(1 << i for i in range(len(REASONS)))
-FLAG_MEANINGS = ("capacity", "fanout_x", "fanout_y", "factors", "keep", "min_utilization")
+FLAG_MEANINGS = ("capacity", "fanout_x", "fanout_y", "factors", "keep", "min_utilization", "analog")
 
 
-def status(arr, temporal, spatial_x, spatial_y, keep, tile):
+def status(arr, temporal, spatial_x, spatial_y, keep, tile, kept_where_not_keepable=False):
     """int64 bit field [B]; 0 means valid."""
     used = jnp.where(keep, tile, 0).sum(axis=2)  # [B, L]
     cap = (used > arr["size"]).any(axis=1)
@@ -22,7 +24,7 @@ def status(arr, temporal, spatial_x, spatial_y, keep, tile):
     fy = (jnp.prod(spatial_y, axis=2) > arr["fanout_y"]).any(axis=1)
     prod = jnp.prod(temporal * spatial_x * spatial_y, axis=1)  # [B, D]
     fac = (prod != arr["bounds"]).any(axis=1)
-    kept = (~keep.any(axis=1)).any(axis=1)
+    kept = (~keep.any(axis=1)).any(axis=1) | kept_where_not_keepable
     minu = (used < arr["min_util"] * jnp.where(jnp.isinf(arr["size"]), 0, arr["size"])).any(axis=1)
     bits = [cap, fx, fy, fac, kept, minu]
     return sum(b.astype(jnp.int64) << i for i, b in enumerate(bits))

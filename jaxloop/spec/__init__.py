@@ -21,6 +21,7 @@ class Spec:
     mapping: Mapping = None
     doc: dict = field(default_factory=dict, repr=False)  # the merged input as plain data
     files: tuple = ()
+    analog: object = None  # jaxloop.spec.analog.AnalogSpec when the design has an analog crossbar level
 
 
 def spec_from_doc(doc, source, need_mapping=True, files=()):
@@ -46,7 +47,11 @@ def spec_from_doc(doc, source, need_mapping=True, files=()):
     elif need_mapping:
         raise SpecError(f"{', '.join(map(str, files)) or 'input'}: missing section 'mapping' "
                         "(timeloop-model needs one mapping; use `jaxloop map` to search for one)")
-    return Spec(parts["problem"], parts["architecture"], mapping, plain(doc), tuple(map(str, files)))
+    spec = Spec(parts["problem"], parts["architecture"], mapping, plain(doc), tuple(map(str, files)))
+    from jaxloop.spec.analog import parse_analog
+
+    spec.analog = parse_analog(plain(doc["architecture"]), spec.arch, spec.workload, source.where)
+    return spec
 
 
 def load_spec(*paths, need_mapping=True):

@@ -1,0 +1,116 @@
+"""Kernel throughput: mappings/s of evaluate() on random valid mappings of the tl06 case
+(VGG-16 conv layer, C128 M256 P56 Q56 R3 S3, on the Eyeriss-like design).
+
+    .venv/bin/python benchmarks/throughput.py [--sizes 1000 10000 100000 1000000] [--chunk 16384]
+
+Every mapping keeps what the reference mapping keeps (tl06's constraints fix the spads to one
+dataspace each), passed to the compiler as `keepable` so the kernel skips impossible levels.
+Compile time is reported apart; batches above --chunk are evaluated in fixed-size chunks (one
+compiled shape). Prints a table and writes benchmarks/results/throughput-<device>.json.
+"""
+
+import argparse
+import itertools
+import json
+import platform
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+import jaxloop
+from jaxloop.compiler import compile_spec
+from jaxloop.energy.ert import load_tables
+from jaxloop.mapspace import MappingBatch
+from jaxloop.model.evaluate import evaluate, shard
+
+ROOT = Path(__file__).resolve().parents[1]
+CASE = ROOT.parent / "shared" / "reference" / "timeloop" / "tl06-mapper-convlayer-eyeriss-vgg02l5"
+
+
+def ordered_factorizations(n, k):
+    """All k-tuples of positive integers with product n."""
+    if k == 1:
+        return [(n,)]
+    return [(d, *rest) for d in range(1, n + 1) if n % d == 0 for rest in ordered_factorizations(n // d, k - 1)]
+
+
+def random_mappings(spec, count, rng):
+    """Random mappings with the reference mapping's bypass choices: every bound split over the
+    temporal slots and the spatial X/Y slots of levels with fan-out, random loop orders."""
+    arch, wl = spec.arch, spec.workload
+    L, D = len(arch.levels), len(wl.dims)
+    slots = [("t", l) for l in range(L)] + [(a, l) for l in range(L) for a, f in zip("xy", arch.fanout(l)) if f > 1]
+    out = {k: np.ones((count, L, D), np.int64) for k in ("t", "x", "y")}
+    for d, n in enumerate(wl.bounds):
+        table = np.array(ordered_factorizations(n, len(slots)))
+        pick = table[rng.integers(0, len(table), count)]
+        for s, (kind, l) in enumerate(slots):
+            out[kind][:, l, d] = pick[:, s]
+    perm = np.argsort(rng.random((count, L, D)), axis=2)
+    keep = np.broadcast_to(spec.mapping.keep, (count, L, len(wl.dataspaces))).copy()
+    return MappingBatch(out["t"], out["x"], out["y"], perm, keep)
+
+
+def valid_pool(static, arr, spec, want, rng, chunk):
+    pool = []
+    have = 0
+    for _ in range(200):
+        cand = random_mappings(spec, chunk, rng)
+        ok = np.asarray(evaluate(static, arr, cand).status) == 0
+        pool.append(cand.take(np.nonzero(ok)[0]))
+        have += int(ok.sum())
+        if have >= want:
+            break
+    batch = MappingBatch(*(np.concatenate([getattr(p, f) for p in pool]) for f in MappingBatch._fields))
+    return batch, have / (chunk * len(pool))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000, 1000000])
+    ap.add_argument("--chunk", type=int, default=8192, help="mappings per call, split over all devices")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    spec = jaxloop.load_spec(CASE / "input.yaml")
+    static, arr = compile_spec(spec, load_tables(CASE / "ERT.yaml"), keepable=spec.mapping.keep)
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    jax.block_until_ready(evaluate(static, arr, shard(random_mappings(spec, args.chunk, rng))).energy)
+    compile_s = time.perf_counter() - t0
+    pool, valid_frac = valid_pool(static, arr, spec, min(max(args.sizes), 65536), rng, args.chunk)
+    device = jax.devices()[0]
+    n_dev = len(jax.local_devices())
+    rows = []
+    for B in args.sizes:
+        chunks = [min(args.chunk, B - s) for s in range(0, B, args.chunk)]
+        full = MappingBatch(*(np.resize(np.asarray(a), (args.chunk, *a.shape[1:])) for a in pool))
+        small = None if chunks[-1] == args.chunk else shard(MappingBatch(*(np.asarray(a)[: chunks[-1]] for a in full)))
+        full = shard(full)
+        if small is not None:  # compile the tail shape outside the timing
+            jax.block_until_ready(evaluate(static, arr, small).energy)
+        best = float("inf")
+        for _ in range(args.repeat):
+            t = time.perf_counter()
+            for c in chunks:
+                out = evaluate(static, arr, full if c == args.chunk else small)
+            jax.block_until_ready(out.energy)
+            best = min(best, time.perf_counter() - t)
+        rows.append({"batch": B, "seconds": best, "mappings_per_s": B / best})
+    result = {"case": CASE.name, "device": str(device), "devices": n_dev, "platform": platform.processor() or platform.machine(),
+              "cpu_count": __import__("os").cpu_count(), "jax": jax.__version__, "chunk": args.chunk,
+              "compile_s": compile_s, "valid_fraction_of_random": valid_frac, "rows": rows}
+    print(f"tl06 kernel throughput on {n_dev} x {device.platform} (chunk {args.chunk}, compile {compile_s:.1f} s, "
+          f"{100 * valid_frac:.1f} % of random mappings valid)")
+    print(f"{'batch':>10} {'seconds':>10} {'mappings/s':>14}")
+    for r in rows:
+        print(f"{r['batch']:>10,} {r['seconds']:>10.3f} {r['mappings_per_s']:>14,.0f}")
+    kind = "gpu" if device.platform == "gpu" else "cpu"
+    out = ROOT / "benchmarks" / "results" / f"throughput-{kind}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

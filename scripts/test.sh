@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Install (if needed) and run the whole test suite. Fails if no test ran (pytest exit 5).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --no-demo
+set +e
+.venv/bin/python -m pytest -q "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then echo "error: no tests were collected" >&2; exit 1; fi
+exit "$rc"
