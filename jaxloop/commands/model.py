@@ -4,6 +4,8 @@ import json
 from pathlib import Path
 
 from jaxloop.energy.tables import tables_for
+from jaxloop.compiler import compile_spec
+from jaxloop.model.energy import area
 from jaxloop.model.evaluate import evaluate_one
 from jaxloop.report import stats_json, summary_text
 from jaxloop.spec import load_spec
@@ -25,6 +27,7 @@ def run(args):
     table = tables_for(spec, args.ert, args.art)
     static, stats = evaluate_one(spec, table)
     print(summary_text(spec, static, stats, keep=spec.mapping.keep))
+    print(f"Area: {area(compile_spec(spec, table)[1]) / 1e6:.4f} mm^2 (per-instance area x instances)")
     if args.json:
         out = stats_json(spec, static, stats, keep=spec.mapping.keep)
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -20,3 +20,9 @@ def storage_energy(arr, reads, fills, updates, instances):
 def leakage(arr, total_cycles, instances):
     """Leak energy per level [B, L]: per-instance leak x cycles x utilized instances (at least 1)."""
     return arr["e_leak"][None, :] * total_cycles[:, None] * jnp.maximum(instances, 1.0)
+
+
+def area(arr):
+    """Total area in um^2: per-instance area (ART) x hardware instances, storage and compute.
+    Mapping-independent; Timeloop prints the per-instance figures per level."""
+    return float((arr["area"] * arr["instances"]).sum() + arr["area_compute"] * arr["mac_instances"])
