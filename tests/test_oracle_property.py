@@ -14,7 +14,7 @@ from jaxloop.energy.ert import EnergyTable
 from jaxloop.mapspace import MappingBatch
 from jaxloop.model.evaluate import evaluate
 from jaxloop.reference import simulate
-from jaxloop.spec import Arch, ComputeLevel, DataSpace, Mapping, StorageLevel, Workload
+from jaxloop.spec import Arch, ComputeLevel, DataSpace, Mapping, Spec, StorageLevel, Workload
 
 LINKS = False
 FIELDS = ("reads", "fills", "updates", "tile", "partition")
@@ -92,7 +92,7 @@ TABLE = EnergyTable({n: {"read": 1.0, "write": 1.0, "update": 1.0, "leak": 0.0, 
 def test_kernel_equals_oracle(problem):
     wl, arch, m = problem
 
-    spec = type("Spec", (), {"workload": wl, "arch": arch})()
+    spec = Spec(wl, arch)
     static, arr = compile_spec(spec, TABLE)
     st_ = evaluate(static, arr, MappingBatch.from_mappings([m]))
     ref = simulate(wl, arch, m, link_transfers=LINKS)
@@ -113,7 +113,7 @@ def test_link_transfers_are_the_only_gap(problem):
     full = simulate(wl, arch, m, link_transfers=True)
     if any(np.any(np.array(x) > 0) for x in full["link_transfers"]):
         return
-    spec = type("Spec", (), {"workload": wl, "arch": arch})()
+    spec = Spec(wl, arch)
     static, arr = compile_spec(spec, TABLE)
     ours = evaluate(static, arr, MappingBatch.from_mappings([m]))
     for f in ("reads", "fills", "updates"):
