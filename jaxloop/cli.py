@@ -7,7 +7,7 @@ import sys
 from jaxloop import __version__
 from jaxloop.errors import SpecError
 
-SUBCOMMANDS = ("jaxloop.commands.model", "jaxloop.energy.cli", "jaxloop.commands.plot", "jaxloop.commands.info")
+SUBCOMMANDS = ("jaxloop.commands.model", "jaxloop.commands.map", "jaxloop.energy.cli", "jaxloop.commands.plot", "jaxloop.commands.info")
 
 
 def build_parser():

@@ -475,9 +475,9 @@ def load_node_doc(path):
 
 def load_mapper_inputs(*paths):
     """(spec, constraints) for `jaxloop map FILE.yaml...`: the files are merged like Timeloop's
-    inputs; an `architecture` given as a v0.4 `nodes` tree (timeloopfe's source format) only
-    contributes its `constraints:` when another file supplies the parsed `subtree` form (e.g.
-    timeloopfe's dumped input.yaml)."""
+    inputs; an `architecture` given as a v0.4 `nodes` tree (timeloopfe's source format) gives
+    its `constraints:`, and the architecture itself unless another file supplies the dumped
+    `subtree` form."""
     from jaxloop.spec import spec_from_doc
     from jaxloop.spec.yamlio import Source, load_yaml
 
@@ -492,9 +492,9 @@ def load_mapper_inputs(*paths):
                 tree = (str(p), value)
             doc[key] = value
             source.files[key] = (str(p), value)
-    if tree is None and node_docs:
-        raise SpecError(f"{node_docs[-1][0]}: the architecture is a v0.4 `nodes` tree, which jaxloop reads only for "
-                        "its constraints; also give timeloopfe's processed input (the `subtree` form, e.g. its dumped "
-                        "input.yaml / parsed-processed-input.yaml)")
+    if tree is None and node_docs:  # no dumped `subtree` form: convert the `nodes` tree (jaxloop.spec.arch)
+        path, data = node_docs[-1]
+        doc["architecture"] = data["architecture"]
+        source.files["architecture"] = (path, data["architecture"])
     spec = spec_from_doc(doc, source, need_mapping=False, files=paths)
     return spec, parse_constraints(spec, node_docs)

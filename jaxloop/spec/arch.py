@@ -124,9 +124,60 @@ def _storage(name, cls, inst, attrs, where, p):
     )
 
 
+def nodes_to_tree(arch, where):
+    """timeloopfe's v0.4 `nodes` list -> the v0.3 `subtree`/`local` form Timeloop runs on.
+
+    Containers nest everything after them and pass their attributes down; a container with a
+    spatial mesh becomes a `dummy_storage` level `inter_<name>_spatial` (at the parent's
+    instance count) that carries the fan-out, as timeloopfe's v4-to-v3 transpiler does.
+    """
+    p = Problems()
+    local = []
+    state = {"attrs": {}, "mx": 1, "my": 1}
+
+    def walk(nodes, path):
+        for i, node in enumerate(nodes or []):
+            at = (*path, i)
+            tag = node.get("_tag") if isinstance(node, dict) else None
+            if isinstance(node, dict) and (tag == "!Parallel" or ("nodes" in node and "name" not in node)):
+                walk(node.get("nodes"), (*at, "nodes"))  # !Parallel: siblings become successive levels
+                continue
+            if tag == "!Nothing":  # a placeholder branch of a !Parallel; it holds no hardware
+                continue
+            if not isinstance(node, dict) or "name" not in node:
+                p.add(where(*at), "expected a !Container or !Component with a name")
+                continue
+            tag = tag or ("!Component" if "class" in node else "!Container")
+            mx, my = state["mx"], state["my"]
+            if tag == "!Container":
+                state["attrs"] = attrs = {**state["attrs"], **(node.get("attributes") or {})}
+                sp = node.get("spatial") or {}
+                fx, fy = int(sp.get("meshX", 1)), int(sp.get("meshY", 1))
+                if fx * fy > 1:
+                    local.append({"name": f"inter_{node['name']}_spatial[1..{mx * my}]", "class": "dummy_storage",
+                                  "attributes": {**attrs, "width": 1, "depth": 1, "datawidth": 1,
+                                                 "meshX": mx, "meshY": my}})
+                    state["mx"], state["my"] = mx * fx, my * fy
+            elif tag == "!Component":
+                if "class" not in node:
+                    p.add(where(*at), f"component {node['name']!r} has no class")
+                    continue
+                local.append({"name": f"{node['name']}[1..{mx * my}]", "class": node["class"],
+                              "attributes": {**state["attrs"], **(node.get("attributes") or {}),
+                                             "meshX": mx, "meshY": my}})
+            else:
+                p.add(where(*at), f"unsupported node type {tag} (jaxloop reads !Container, !Component, !Parallel)")
+
+    walk(arch.get("nodes"), ("architecture", "nodes"))
+    p.raise_if_any()
+    return {"version": arch.get("version"), "subtree": [{"name": "system", "local": local}]}
+
+
 def parse_arch(arch, where):
     """Timeloop `architecture:` section -> Arch. Errors name file, line and key path."""
     p = Problems()
+    if isinstance(arch, dict) and arch.get("nodes") and not arch.get("subtree"):
+        arch = nodes_to_tree(arch, where)
     if not isinstance(arch, dict) or not (arch.get("subtree") or arch.get("local")):
         p.add(where("architecture"), "expected 'subtree' (Timeloop v0.3/v0.4 tree) with 'local' components")
         p.raise_if_any()

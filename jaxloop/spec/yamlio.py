@@ -67,7 +67,11 @@ def merge_files(paths):
 def plain(obj):
     """ruamel's commented containers -> plain dict/list (for pydantic and hashing)."""
     if isinstance(obj, dict):
-        return {str(k): plain(v) for k, v in obj.items()}
+        out = {str(k): plain(v) for k, v in obj.items()}
+        tag = getattr(getattr(obj, "tag", None), "value", None)
+        if tag and str(tag).startswith("!"):
+            out["_tag"] = str(tag)  # timeloopfe's !Container / !Component node types
+        return out
     if isinstance(obj, (list, tuple)):
         return [plain(v) for v in obj]
     if hasattr(obj, "real") and type(obj).__name__ in ("ScalarFloat",):
