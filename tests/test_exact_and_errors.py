@@ -90,3 +90,14 @@ def test_invalid_mapping_is_flagged_not_raised(tmp_path):
     _, st = evaluate_one(spec, load_tables(TIMELOOP_REF / "tl03-conv1d+oc-3level-bypass" / "ERT.yaml"))
     from jaxloop.model.status import reasons
     assert reasons(int(st.status[0])) == ["capacity: tiles kept at a level exceed its size"]
+
+
+def test_attribute_expressions_use_variables(tmp_path):
+    text = (TIMELOOP_REF / "tl03-conv1d+oc-3level-bypass" / "input.yaml").read_text()
+    text = text.replace("                depth: 32768\n", "                depth: GLB_ROWS * 2\n", 1)
+    spec = jaxloop.load_spec(_write(tmp_path, "variables: {GLB_ROWS: 16384}\n" + text))
+    assert spec.arch.levels[1].size == 32768 * 8
+    bad = _write(tmp_path, text)  # no variables: a clear error naming the attribute
+    with pytest.raises(SpecError) as e:
+        jaxloop.load_spec(bad)
+    assert any("attribute depth: cannot evaluate 'GLB_ROWS * 2'" in p for p in e.value.problems)

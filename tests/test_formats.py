@@ -48,3 +48,30 @@ def test_area_is_instances_times_art():
     _, arr = compile_spec(spec, load_tables(d / "ERT.yaml", d / "ART.yaml"))
     want = 217363.36892 + 168 * (70.091961 + 5816.44278 + 123.627348) + 14 * 1.0 + 1.0 + 168 * 191.82
     assert abs(area(arr) - want) < 1e-6
+
+
+def _arch_sources():
+    out = []
+    for case in sorted(p.name for p in TIMELOOP_REF.iterdir()):
+        src = TIMELOOP_REF / case / "mapper-src"
+        for f in sorted(src.rglob("*.yaml")) if src.is_dir() else []:
+            text = f.read_text()
+            if "nodes:" in text and "architecture:" in text and "{{" not in text:  # skip Jinja templates
+                out.append((case, f))
+    return out
+
+
+def test_v04_nodes_architectures_transpile_like_timeloopfe():
+    """Each exercise's `nodes` architecture gives the levels timeloopfe dumped into input.yaml."""
+    from jaxloop.spec.yamlio import merge_files
+    from jaxloop.spec import spec_from_doc
+
+    key = lambda a: [(lv.name, lv.cls, lv.instances, lv.mesh_x, lv.mesh_y, lv.block_size, lv.size, lv.cluster_size)  # noqa: E731
+                     for lv in a.levels] + [(a.compute.name, a.compute.instances)]
+    sources = _arch_sources()
+    assert len(sources) >= 8
+    for case, f in sources:
+        dumped = jaxloop.load_spec(TIMELOOP_REF / case / "input.yaml").arch
+        doc, src = merge_files([TIMELOOP_REF / case / "input.yaml", f])  # the nodes file replaces the dump
+        ours = spec_from_doc(doc, src, need_mapping=False).arch
+        assert key(ours) == key(dumped), (case, f.name)

@@ -28,7 +28,8 @@ def spec_from_doc(doc, source, need_mapping=True, files=()):
     problems = []
     parts = {}
     for key, fn in (("problem", lambda: parse_problem(plain(doc["problem"]), source.where)),
-                    ("architecture", lambda: parse_arch(plain(doc["architecture"]), source.where))):
+                    ("architecture", lambda: parse_arch(plain(doc["architecture"]), source.where,
+                                                        plain(doc.get("variables") or {})))):
         if key not in doc:
             problems.append(f"{', '.join(map(str, files)) or 'input'}: missing section '{key}'")
             continue

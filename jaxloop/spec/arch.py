@@ -71,6 +71,36 @@ class Arch:
         return self.names.index(name)
 
 
+NUMERIC = ("depth", "memory_depth", "data_storage_depth", "width", "memory_width", "data_storage_width",
+           "datawidth", "word_bits", "word_width", "block_size", "n_words", "cluster_size", "entries", "sizeKB",
+           "read_bandwidth", "write_bandwidth", "shared_bandwidth", "bandwidth", "meshX", "meshY",
+           "multiple_buffering", "min_utilization")
+
+
+def _resolve(attrs, variables, where, p):
+    """Evaluate Accelergy-style expressions (`max(PSUM_DATAWIDTH, 16)`) in the attributes the
+    model reads, over the component's other attributes and the input's `variables` section."""
+    from jaxloop.energy.expr import ExprError, attribute_value
+
+    out = dict(attrs)
+
+    def lookup(name, depth=0):
+        for scope in (out, variables):
+            if name in scope:
+                v = scope[name]
+                return attribute_value(v, lambda n: lookup(n, depth + 1)) if depth < 20 else v
+        raise KeyError(name)
+
+    for k in NUMERIC:
+        if isinstance(out.get(k), str):
+            try:
+                out[k] = attribute_value(out[k], lookup)
+            except (ExprError, KeyError) as e:
+                p.add(where, f"attribute {k}: cannot evaluate {out[k]!r} ({e})")
+                out.pop(k)
+    return out
+
+
 def _num(v, where, key, p, positive=True):
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         p.add(where, f"{key} must be a number, got {v!r}")
@@ -173,9 +203,11 @@ def nodes_to_tree(arch, where):
     return {"version": arch.get("version"), "subtree": [{"name": "system", "local": local}]}
 
 
-def parse_arch(arch, where):
-    """Timeloop `architecture:` section -> Arch. Errors name file, line and key path."""
+def parse_arch(arch, where, variables=None):
+    """Timeloop `architecture:` section -> Arch. Errors name file, line and key path.
+    `variables` is the input's top-level `variables:` section (names used in expressions)."""
     p = Problems()
+    variables = variables or {}
     if isinstance(arch, dict) and arch.get("nodes") and not arch.get("subtree"):
         arch = nodes_to_tree(arch, where)
     if not isinstance(arch, dict) or not (arch.get("subtree") or arch.get("local")):
@@ -200,7 +232,7 @@ def parse_arch(arch, where):
                 p.add(where(*at, "name"), f"bad name {leaf['name']!r}: expected name or name[lo..hi]")
                 continue
             n = int(lm["hi"]) - int(lm["lo"]) + 1 if lm["lo"] else 1
-            la = {**attrs, **(leaf.get("attributes") or {})}
+            la = _resolve({**attrs, **(leaf.get("attributes") or {})}, variables, where(*at, "attributes"), p)
             leaves.append((lm["name"], str(leaf["class"]), n * mult * count, la, at))
         for i, sub in enumerate(node.get("subtree") or []):
             walk(sub, mult * count, attrs, (*path, "subtree", i))
@@ -214,8 +246,9 @@ def parse_arch(arch, where):
     name, cls, inst, attrs, at = comp
     if not any(c in cls.lower() for c in COMPUTE_CLASSES) and "depth" in attrs:
         p.add(where(*at), f"the innermost component {name!r} (class {cls}) must be the compute unit (e.g. intmac)")
+    wb = attrs.get("datawidth") or attrs.get("word_bits") or 16
     compute = ComputeLevel(name, cls, inst, int(attrs.get("meshX") or inst), int(attrs.get("meshY") or 1),
-                           int(attrs.get("datawidth") or attrs.get("word_bits") or 16), dict(attrs))
+                           int(wb) if isinstance(wb, (int, float)) else 16, dict(attrs))
     levels = [_storage(n, c, i, a, where(*w), p) for n, c, i, a, w in reversed(stores)]
     names = [lv.name for lv in levels] + [compute.name]
     if len(set(names)) != len(names):
