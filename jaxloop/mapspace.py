@@ -87,6 +87,11 @@ MAX_TUPLES = 4_000_000  # per dimension
 MAX_STATES = 4_000_000
 
 
+def _bucket(n):
+    """Batch size used for n mappings outside the search loop: a power of two, at least 64."""
+    return max(64, 1 << max(0, int(n - 1).bit_length()))
+
+
 def prime_factors(n):
     """[(p, e)] with n = prod p**e."""
     out, p = [], 2
@@ -323,22 +328,50 @@ class Mapspace:
             np.zeros((1, 0), np.int64)
         self._kvec = kvec
 
-        def table(dtype):
+        caps_arr = np.array(self.caps, np.int64).reshape(P)
+
+        def table(dtype, mod=None):
+            """C[d][state]: completions of dims d.. from `state`; filled only where every count
+            k_j <= d (the states reachable after d dims), which keeps the work small. With `mod`
+            (int64), everything is computed modulo that prime."""
             C = [None] * (D + 1)
             C[D] = np.ones(n_states, dtype)
             for d in range(D - 1, -1, -1):
-                acc = np.zeros(n_states, dtype)
+                sub = np.nonzero((kvec <= np.minimum(d, caps_arr)[None, :]).all(axis=1))[0] if P else states
+                ksub = kvec[sub]
+                acc = np.zeros(len(sub), np.int64 if mod else dtype)
+                ins_of, ok_of = {0: np.ones(len(sub), np.int64)}, {0: np.ones(len(sub), bool)}
                 for sig, n in zip(self.sig_opts[d], self.sig_n[d]):
-                    bits = np.array([(int(sig) >> j) & 1 for j in range(P)], np.int64)
-                    ok = (kvec + bits[None, :] <= np.array(self.caps)[None, :]).all(axis=1) if P else \
-                        np.ones(n_states, bool)
-                    shift = int(sum(b * s for b, s in zip(bits, self.stride)))
-                    ins = np.prod(np.where(bits[None, :] == 1, kvec + 1, 1), axis=1).astype(dtype) if P else \
-                        np.ones(n_states, dtype)
-                    nxt = C[d + 1][np.minimum(states + shift, n_states - 1)]
-                    term = np.where(ok, ins * nxt * (int(n) if dtype is object else dtype.type(n)), 0)
-                    acc = acc + term
-                C[d] = acc
+                    sig = int(sig)
+                    for sub_sig in range(1, sig + 1):  # subset products, built up bit by bit
+                        if sub_sig & ~sig or sub_sig in ins_of:
+                            continue
+                        j = sub_sig.bit_length() - 1
+                        rest = sub_sig & ~(1 << j)
+                        if rest not in ins_of:
+                            continue
+                        ins_of[sub_sig] = ins_of[rest] * (ksub[:, j] + 1)
+                        ok_of[sub_sig] = ok_of[rest] & (ksub[:, j] < caps_arr[j])
+                    if sig not in ins_of:  # build the chain for sig explicitly
+                        cur = 0
+                        for j in range(P):
+                            if sig >> j & 1:
+                                nxt_sig = cur | (1 << j)
+                                if nxt_sig not in ins_of:
+                                    ins_of[nxt_sig] = ins_of[cur] * (ksub[:, j] + 1)
+                                    ok_of[nxt_sig] = ok_of[cur] & (ksub[:, j] < caps_arr[j])
+                                cur = nxt_sig
+                    ins, ok = ins_of[sig], ok_of[sig]
+                    shift = int(sum(((sig >> j) & 1) * st for j, st in enumerate(self.stride)))
+                    nxt = C[d + 1][np.minimum(sub + shift, n_states - 1)]
+                    if mod:
+                        term = (ins % mod) * nxt % mod * (int(n) % mod) % mod
+                        acc = (acc + np.where(ok, term, 0)) % mod
+                    else:
+                        acc = acc + np.where(ok, ins.astype(dtype) * nxt * dtype.type(n), 0)
+                Cd = np.zeros(n_states, dtype)
+                Cd[sub] = acc
+                C[d] = Cd
             return C
 
         with np.errstate(over="ignore", invalid="ignore"):
@@ -350,10 +383,21 @@ class Mapspace:
             self.C = Ci
             self.n_orders = int(Ci[0][0])
             self.flat = True
-        else:
-            Co = table(object)
+        else:  # exact by the Chinese remainder theorem over primes below 2**31
+            primes = [2147483647, 2147483629, 2147483587, 2147483579, 2147483563, 2147483549, 2147483543,
+                      2147483497, 2147483489, 2147483477, 2147483423, 2147483399]
+            need = int(math.log2(max(Cf[0][0], 2.0))) + 4
+            use = primes[:max(2, -(-need // 30))]
+            if len(use) > len(primes) or not math.isfinite(Cf[0][0]):
+                raise SpecError("mapspace too large to count exactly (more than 2**300 mappings)")
+            total, modulus = 0, 1
+            for q in use:
+                r = int(table(np.dtype(np.int64), q)[0][0])
+                # combine total (mod modulus) with r (mod q)
+                t = ((r - total) * pow(modulus, -1, q)) % q
+                total, modulus = total + modulus * t, modulus * q
             self.C = None
-            self.n_orders = int(Co[0][0])
+            self.n_orders = total
             self.flat = False
         self.size = self.n_orders * self.nb
         self.if_size = math.prod(int(t.shape[0]) for t in self.tables)
@@ -443,10 +487,19 @@ class Mapspace:
         """Mappings at flat indices `idx` ([B] ints < size < 2**63) as a MappingBatch of jax arrays."""
         if not self.flat:
             raise ValueError("this mapspace has >= 2**63 mappings: no flat index; use genomes")
-        return self._decode_jit(self.arrays, jnp.asarray(idx, jnp.int64))
+        idx = jnp.asarray(idx, jnp.int64)
+        n = idx.shape[0]
+        pad = _bucket(n) - n  # few distinct shapes: few compilations
+        out = self._decode_jit(self.arrays, jnp.concatenate([idx, jnp.zeros(pad, jnp.int64)]) if pad else idx)
+        return MappingBatch(*(x[:n] for x in out)) if pad else out
 
     def decode_genome(self, genome):
         """Mappings from genomes (factors [B, D, S], priorities [B, L, D], bypass bits [B, nfree])."""
+        n = genome[0].shape[0]
+        pad = _bucket(n) - n
+        if pad:
+            genome = tuple(jnp.concatenate([jnp.asarray(g), jnp.repeat(jnp.asarray(g)[-1:], pad, 0)]) for g in genome)
+            return MappingBatch(*(x[:n] for x in self._genome_jit(self.arrays, genome)))
         return self._genome_jit(self.arrays, genome)
 
     def _decode_flat(self, a, idx):
