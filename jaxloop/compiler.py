@@ -4,6 +4,7 @@ Everything numeric (bounds, sizes, bandwidths, energies) is a traced array, so s
 them never recompiles; only the shape of the problem (levels, dims, projections) is static.
 """
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,7 @@ class Static:
     keepable: tuple = ()  # [L][T]: can level l keep dataspace t? False at timeloopfe's dummy_storage
     # levels (they only carry a spatial fan-out) and where mapspace constraints force a bypass.
     analog: object = None  # jaxloop.model.converters.AnalogStatic for an analog crossbar design, else None
+    sparse: object = None  # jaxloop.model.sparse.SparseStatic when sparse_optimizations are declared, else None
 
     @property
     def T(self):
@@ -105,6 +107,12 @@ def compile_spec(spec, table, keepable=None):
         from jaxloop.model.converters import compile_analog
 
         static, arrays = compile_analog(spec, table, static, arrays)
+    from jaxloop.sparse_compile import compile_sparse  # Sparseloop terms (jaxloop/model/sparse.py)
+
+    sparse, sparse_arrays = compile_sparse(spec, table, arrays)
+    if sparse is not None:
+        static = dataclasses.replace(static, sparse=sparse)
+        arrays.update(sparse_arrays)
     return static, arrays
 
 

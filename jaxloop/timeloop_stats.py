@@ -88,3 +88,38 @@ def parse_stats(path):
     out["summary"] = summary
     out["intensity"] = intensity
     return out
+
+
+def parse_format_ranks(path):
+    """Sparseloop's per-rank format lines of a stats file, which `parse_stats` cannot key:
+
+        {level: {dataspace: {"Actual scalar format reads (per-instance)": {1: (0, 18), 0: (64, 0)}, ...}}}
+
+    A section printed as ': 0' (no accesses) maps to {}. Sections are the lines ending in
+    "(per-instance)" with "format" in them plus "Max utilized Repr format storage capacity"."""
+    out, level, ds, section = {}, None, None, None
+    with open(path) as f:
+        for raw in f:
+            text = raw.strip()
+            m = re.match(r"^=== (.+) ===$", text)
+            if m:
+                level, ds, section = out.setdefault(m.group(1), {}), None, None
+                continue
+            if level is None:
+                continue
+            if text.endswith(":") and ":" not in text[:-1] and raw.startswith("    ") and not raw.startswith("     "):
+                ds, section = level.setdefault(text[:-1], {}), None
+                continue
+            if ds is None:
+                continue
+            m = re.match(r"^Rank (\d+) \(metadata, payload\): \((\d+),\s*(\d+)\)$", text)
+            if m and section is not None:
+                ds[section][int(m.group(1))] = (int(m.group(2)), int(m.group(3)))
+                continue
+            if "scalar format" in text or "Repr format storage capacity" in text:
+                key, _, val = text.partition(":")
+                section = key.strip()
+                ds[section] = {}
+            else:
+                section = None
+    return out

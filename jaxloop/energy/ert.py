@@ -17,6 +17,32 @@ ACTIONS = {
     "update": ("random_update", "random_write", "update", "write"),
     "leak": ("leak",),
     "compute": ("mac_random", "mult_random", "mac", "mult", "compute"),
+    # Sparseloop actions (Timeloop include/model/topology.hpp). Without a match, gated / skipped /
+    # metadata / (de)compression storage actions cost 0 pJ; gated and skipped computes fall back
+    # to the plain MAC energy.
+    "gated_read": ("gated_read",),
+    "skipped_read": ("skipped_read", "gated_read"),
+    "gated_fill": ("gated_fill", "gated_write"),
+    "skipped_fill": ("skipped_fill", "skipped_write", "gated_fill", "gated_write"),
+    "gated_update": ("gated_update", "gated_write"),
+    "skipped_update": ("skipped_update", "skipped_write", "gated_update", "gated_write"),
+    "random_metadata_read": ("random_metadata_read", "metadata_read"),
+    "gated_metadata_read": ("gated_metadata_read",),
+    "skipped_metadata_read": ("skipped_metadata_read", "gated_metadata_read"),
+    "random_metadata_fill": ("random_metadata_fill", "random_metadata_write", "metadata_fill", "metadata_write"),
+    "gated_metadata_fill": ("gated_metadata_fill", "gated_metadata_write"),
+    "skipped_metadata_fill": ("skipped_metadata_fill", "skipped_metadata_write", "gated_metadata_fill",
+                              "gated_metadata_write"),
+    "random_metadata_update": ("random_metadata_update", "random_metadata_write", "metadata_update",
+                               "metadata_write"),
+    "gated_metadata_update": ("gated_metadata_update", "gated_metadata_write"),
+    "skipped_metadata_update": ("skipped_metadata_update", "skipped_metadata_write", "gated_metadata_update",
+                                "gated_metadata_write"),
+    "decompression_count": ("decompression_count",),
+    "compression_count": ("compression_count",),
+    "gated_compute": ("mac_gated", "mult_gated", "compute_gated", "mac", "mult", "compute"),
+    "skipped_compute": ("mac_skipped", "mult_skipped", "compute_skipped", "mac_gated", "mult_gated",
+                        "compute_gated", "mac", "mult", "compute"),
 }
 
 

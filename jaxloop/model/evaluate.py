@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloop.mapspace import MappingBatch
-from jaxloop.model import access, converters, energy, latency, status, tiling
+from jaxloop.model import access, converters, energy, latency, sparse, status, tiling
 
 
 class Stats(NamedTuple):
@@ -31,6 +31,30 @@ class Stats(NamedTuple):
     status: jax.Array  # [B] bit flags, 0 = valid
     converter_counts: jax.Array  # [B, len(converters.COUNTS)] analog crossbar actions (zeros for digital designs)
     converter_energy: jax.Array  # [B, len(converters.ENERGY_KINDS)] pJ, all crossbars (included in energy)
+    # Sparseloop terms (jaxloop/model/sparse.py). reads/fills/updates and computes above stay the
+    # algorithmic (dense) counts; energy, cycles and utilization above include the sparse effects.
+    # Without sparse_optimizations: actual = algorithmic, gated/skipped/metadata = 0.
+    actual_reads: jax.Array = None  # [B, L, T] random (effectual) reads, per instance
+    gated_reads: jax.Array = None  # [B, L, T]
+    skipped_reads: jax.Array = None  # [B, L, T]
+    actual_fills: jax.Array = None  # [B, L, T]
+    gated_fills: jax.Array = None  # [B, L, T]
+    skipped_fills: jax.Array = None  # [B, L, T]
+    actual_updates: jax.Array = None  # [B, L, T]
+    gated_updates: jax.Array = None  # [B, L, T]
+    skipped_updates: jax.Array = None  # [B, L, T]
+    metadata_reads: jax.Array = None  # [B, L, T] actual format units read (metadata + payload, all ranks)
+    metadata_fills: jax.Array = None  # [B, L, T]
+    metadata_updates: jax.Array = None  # [B, L, T]
+    format_accesses: jax.Array = None  # [B, L, T, 9, R, 2] (random/gated/skipped x read/fill/update), rank, (md, payload)
+    data_capacity: jax.Array = None  # [B, L, T] utilized data capacity (compressed tiles at max occupancy)
+    format_capacity: jax.Array = None  # [B, L, T, R, 2] metadata / payload units at max occupancy
+    avg_instances: jax.Array = None  # [B, L, T] utilized instances (average over empty-tile skipping)
+    algorithmic_computes: jax.Array = None  # [B]
+    actual_computes: jax.Array = None  # [B] random (effectual) computes
+    gated_computes: jax.Array = None  # [B]
+    skipped_computes: jax.Array = None  # [B]
+    compute_cycles: jax.Array = None  # [B]
 
     @property
     def valid(self):
@@ -85,9 +109,11 @@ def _evaluate(static, arr, batch):
     util = computes / arr["mac_instances"] / cycles
     code = status.status(arr, temporal, sx, sy, keep, tile, (asked & ~keepable).any(axis=(1, 2)))
     code = code | (analog_bad.astype(code.dtype) << status.FLAG_MEANINGS.index("analog"))
-    return Stats(reads, fills, updates, tile, part, jnp.where(
+    st = Stats(reads, fills, updates, tile, part, jnp.where(
         keep.any(axis=2), instances, 0.0), e_ds, leak, level_cycles, computes, mac_inst, e_mac, total, cycles,
         util, code, converter_counts=conv_counts, converter_energy=conv_energy)
+    return sparse.extend_stats(static, arr, st, dict(temporal=temporal, spatial=spatial, perm=perm, keep=keep,
+                                                     t_total=t_total, instances=instances, analog_cycles=analog_cycles))
 
 
 evaluate = jax.jit(_evaluate, static_argnums=0)

@@ -282,7 +282,7 @@ def formats(sp, static, nest, keep, tile, child):
             inner = jnp.zeros((B,), jnp.int32)
             cf = jnp.ones((B, Rmax))
             cs = jnp.ones((B, Rmax + 1))
-            for cl in range(l):
+            for cl in range(l if comp else 0):
                 isc = pretile & (c == cl)
                 ch = out.get((cl, t))
                 if ch is None:
@@ -326,8 +326,9 @@ def _bnd_extents(nest, L):
 def _rank_units(code, max_fibers, fiber, pe_fib, pe_el):
     """(metadata units, payload units) of one rank (Timeloop's format models)."""
     fibers = max_fibers * (1.0 - pe_fib)
+    zero = 0.0 * fibers * fiber
     if code == "UOP":
-        return jnp.zeros_like(fiber), fibers * (fiber + 1.0)
+        return zero, fibers * (fiber + 1.0)
     if code == "B":
         return fibers * fiber, fibers * jnp.ceil(fiber * (1.0 - pe_el))
     if code == "RLE":
@@ -338,7 +339,7 @@ def _rank_units(code, max_fibers, fiber, pe_fib, pe_el):
         return u, u
     if code == "UB":
         return max_fibers * fiber, max_fibers * fiber
-    return jnp.zeros_like(fiber), jnp.zeros_like(fiber)  # U
+    return zero, zero  # U
 
 
 def metadata_given(model, codes, fiber, sub, n, k):
@@ -365,3 +366,546 @@ def metadata_given(model, codes, fiber, sub, n, k):
         out[r] = jnp.stack([md, pl], -1)
         max_f = max_f * fr
     return jnp.stack(out, -3)  # [.., R, K, 2]
+
+
+# ----------------------------------------------------------------------------- storage SAFs
+
+def _target_level(keep_t, level):
+    """First level >= `level` keeping the dataspace ([B] int; L when none)."""
+    B, L = keep_t.shape
+    tl = jnp.full((B,), L, jnp.int32)
+    for l in range(L - 1, level - 1, -1):
+        tl = jnp.where(keep_t[:, l], l, tl)
+    return tl
+
+
+def saf_option(sp, static, nest, keep, child, models, block, level, target, conds):
+    """Timeloop's ComputeIneffectualReadImpact: (probability a target access is optimized away,
+    target level [B]) for one option at storage level `level`."""
+    B, L, T = keep.shape
+    N, D = nest.N, nest.D
+    tl = _target_level(keep[:, :, target], level)
+    ch = _sel(jnp.minimum(tl, L - 1), child[:, :, target])
+    ch = jnp.where(tl < L, ch, -1)
+    relT = nest.rel(_relevant(static, target))
+    nt = nest.bound > 1
+    lv = jnp.asarray(nest.level)[None, :]
+    spatial = jnp.asarray(nest.spatial)[None, :]
+    # target loop (one-hot over slots) and whether the mold is a scalar
+    cand = (lv > ch[:, None]) & (lv <= tl[:, None]) & nt & relT
+    first_cand = cand & (jnp.cumsum(cand, axis=1) == 1)
+    found = cand.any(1)
+    last_of_tl = jnp.stack([jnp.asarray(np.arange(N) == nest.last[l]) for l in range(L)], 0)  # [L, N]
+    fallback = last_of_tl[jnp.minimum(tl, L - 1)]
+    sel_storage_child = jnp.where(found[:, None], first_cand, fallback)
+    if sp.fanout[0]:
+        idx0 = np.arange(N) < D  # level 0's spatial slots
+        lastsp = np.arange(N) == D - 1
+        c0 = jnp.asarray(idx0)[None] & (jnp.asarray(lastsp)[None] | (relT & nt))
+        sel_compute = c0 & (jnp.cumsum(c0, axis=1) == 1)
+        scalar_compute = jnp.zeros((B,), bool)
+    else:
+        sel_compute = jnp.broadcast_to(jnp.asarray(np.arange(N) == 0)[None], (B, N))
+        scalar_compute = jnp.ones((B,), bool)
+    is_child = ch >= 0
+    tsel = jnp.where(is_child[:, None], sel_storage_child, sel_compute)
+    scalar = ~is_child & scalar_compute
+    E_t = jnp.where(scalar[:, None], 1.0, (tsel[..., None] * nest.E).sum(1))
+    is_sp = (tsel & spatial).any(1)
+    tdim = (tsel * nest.dim).sum(1)
+    after = jnp.cumsum(tsel, axis=1) - tsel > 0  # slots above the target loop
+    located = ~is_sp
+    cE = E_t
+    rl = tsel
+    for j in range(N):
+        a = after[:, j] & (lv[0, j] <= tl) & nt[:, j]
+        if nest.spatial[j]:
+            inc = a
+        else:
+            inc = a & ~located & is_child & ~relT[:, j]
+        cE = jnp.where(inc[:, None] & nest.onehot[:, j], cE * nest.bound[:, j][:, None], cE)
+        rl = rl.at[:, j].set(rl[:, j] | inc)
+        if not nest.spatial[j]:
+            located = located | (a & is_sp & (~is_child | relT[:, j]))
+    relT_d = _relevant(static, target)
+    tgt_gran = footprint(E_t, static.ranks[target])
+    blk = _sel(jnp.minimum(tl, L - 1), jnp.broadcast_to(block[None], (B, L)))
+    p_eff = jnp.ones((B,))
+    for c in conds:
+        relC_d = _relevant(static, c)
+        co = jnp.asarray(relT_d & relC_d)
+        relC = jnp.asarray(relC_d)
+        ineff = jnp.zeros((B,), bool)
+        is_co = jnp.zeros((B,), bool)
+        cf = jnp.ones((B, D))
+        touched = jnp.zeros((B, D), bool)
+        agg = jnp.ones((B,))
+        for j in range(N):
+            m = rl[:, j] & ~scalar & ~ineff
+            dj = nest.dim[:, j]
+            bad = m & is_sp & is_co & relC[dj]
+            ineff = ineff | bad
+            m2 = m & ~bad & co[dj]
+            oh = nest.onehot[:, j] & m2[:, None]
+            cf = jnp.where(oh, cf * nest.bound[:, j][:, None], cf)
+            touched = touched | oh
+            agg = jnp.where(m2, agg * nest.bound[:, j], agg)
+            is_co = is_co | m2
+        scaling = jnp.ceil(blk / (tgt_gran / agg))
+        tE, cE2 = E_t, cE
+        for d in range(D):
+            eff = cf[:, d] / scaling
+            tE = tE.at[:, d].set(jnp.where(touched[:, d], jnp.ceil(tE[:, d] / eff), tE[:, d]))
+            cE2 = cE2.at[:, d].set(jnp.where(touched[:, d], jnp.ceil(cE2[:, d] / eff), cE2[:, d]))
+            scaling = jnp.where(touched[:, d], scaling / cf[:, d], scaling)
+        big = scaling > 1
+        ohd = (tdim[:, None] == jnp.arange(D)) & big[:, None]
+        cE2 = jnp.where(ohd, cE2 * scaling[:, None], cE2)
+        gran = footprint(cE2, static.ranks[c])
+        pe = models[c].p_empty(gran)
+        p_eff = p_eff * jnp.where(ineff, 1.0, 1.0 - pe)
+    return 1.0 - p_eff, tl, ch
+
+
+def storage_safs(sp, static, arr, nest, keep, child, models, occ):
+    """Gating / skipping masks and probabilities [B, L, T] after option selection."""
+    B, L, T = keep.shape
+    gate = jnp.zeros((B, L, T), bool)
+    skip = jnp.zeros((B, L, T), bool)
+    prob = jnp.zeros((B, L, T))
+    bad = jnp.zeros((B,), bool)
+    block = arr["block"]
+    e_rr = arr["e_read"]
+    ratio_md = jnp.floor(arr["sp_md_default_bits"] / arr["sp_word_bits"])  # Timeloop: integer division
+    for level, kind, options in sp.safs:
+        res = []
+        for target, conds in options:
+            p, tl, ch = saf_option(sp, static, nest, keep, child, models, block, level, target, conds)
+            tlc = jnp.minimum(tl, L - 1)
+            e_data = _sel(tlc, occ["E_data"][:, :, target])
+            mdl = jnp.where(ch >= 0, ch, tlc)
+            e_md = _sel(mdl, occ["E_md_total"][:, :, target])
+            o = e_data + e_md * _sel(tlc, jnp.broadcast_to(ratio_md[None], (B, L)))
+            sav = (_sel(tlc, jnp.broadcast_to(e_rr[None], (B, L))) / _sel(tlc, jnp.broadcast_to(block[None], (B, L)))) * o * p
+            res.append((p, tl, target, sav))
+            bad = bad | (tl >= L)
+        best = jnp.zeros((B,), jnp.int32)
+        mx = jnp.zeros((B,))
+        for i, (_, _, _, sav) in enumerate(res):
+            ge = sav >= mx
+            mx = jnp.where(ge, sav, mx)
+            best = jnp.where(ge, i, best)
+        for i, (p, tl, target, _) in enumerate(res):
+            chosen = best == i
+            oh = (tl[:, None] == jnp.arange(L)[None]) & chosen[:, None]  # [B, L]
+            existing = (gate[:, :, target] | skip[:, :, target]) & oh
+            prev = prob[:, :, target]
+            replace = oh & (~existing | (prev < p[:, None]))
+            g_new = jnp.where(replace, kind == "gating", gate[:, :, target])
+            s_new = jnp.where(replace, kind == "skipping", skip[:, :, target])
+            gate = gate.at[:, :, target].set(g_new)
+            skip = skip.at[:, :, target].set(s_new)
+            prob = prob.at[:, :, target].set(jnp.where(replace, p[:, None], prev))
+    return gate, skip, prob, bad
+
+
+# ----------------------------------------------------------------------------- occupancy
+
+def occupancy(sp, static, arr, keep, parent, tile, fmts, models, reads, fills, updates):
+    """Expected data / metadata occupancy, per-rank format accesses and capacities."""
+    B, L, T = keep.shape
+    R = sp.R
+    E_data = jnp.zeros((B, L, T))
+    E_md = jnp.zeros((B, L, T, R, 2))
+    avg = jnp.ones((B, L, T))
+    cap_data = jnp.zeros((B, L, T))
+    cap_md = jnp.zeros((B, L, T, R, 2))
+    cap_bits = jnp.zeros((B, L, T))
+    md_acc = {op: jnp.zeros((B, L, T, R, 2)) for op in ("read", "fill", "update")}
+    vec_ratio = jnp.ones((B, L, T))
+    thr_tab = jnp.asarray(arr["sp_vw_threshold"])  # [L, 10]
+    for t in range(T):
+        m = models[t]
+        for l in range(L):
+            kept = keep[:, l, t]
+            n = jnp.where(kept, tile[:, l, t], 0.0)
+            k, p = m.pmf(n)
+            par = parent[:, l, t]
+            par_md = jnp.zeros((B,), bool)
+            for pl in range(l + 1, L):
+                if sp.format(pl, t) is not None:
+                    par_md = par_md | (par == pl)
+            p0 = m.p_empty(n)
+            cond = par_md & (p0 > 0) & (p0 < 1) & kept
+            avg = avg.at[:, l, t].set(jnp.where(cond, 1.0 - p0, 1.0))
+            pc = jnp.where(cond[:, None], jnp.where(k == 0, 0.0, p / (1.0 - p0)[:, None]), p)
+            ed = jnp.where(kept, (pc * k).sum(-1), 0.0)
+            E_data = E_data.at[:, l, t].set(ed)
+            f = sp.format(l, t)
+            comp = sp.compressed(l, t)
+            kmax = m.max_occupancy(n)
+            cap_data = cap_data.at[:, l, t].set(jnp.where(kept, kmax if comp else n, 0.0))
+            ns = jnp.where(n > 0, n, 1.0)
+            dens = ed / ns
+            if comp:  # statistical vector-width correction for small compressed tiles
+                idx = jnp.where(dens >= 0.1, jnp.floor(dens / 0.1) - 1, 0).astype(jnp.int32)
+                thr = thr_tab[l][jnp.clip(idx, 0, 9)]
+                blk = arr["block"][l]
+                use = kept & (blk > 1) & (dens < 1.0) & (thr > jnp.floor(n / blk))
+                kp, pp = m.pmf(n)
+                tot = (jnp.ceil(kp / blk) * jnp.where(kp >= 1, pp, 0.0)).sum(-1)
+                naive = n * dens / blk
+                vec_ratio = vec_ratio.at[:, l, t].set(jnp.where(use & (naive > 0), tot / jnp.where(naive > 0, naive, 1.0), 1.0))
+            if f is None:
+                continue
+            codes = [c for c, _ in f[1]]
+            Rl = len(codes)
+            fo = fmts[(l, t)]
+            fiber, sub = fo["fiber"][:, :Rl], fo["sub"][:, :Rl + 1]
+            units = metadata_given(m, codes, fiber, sub, n, k)  # [B, Rl, K, 2]
+            e = (units * pc[:, None, :, None]).sum(2)
+            e = jnp.where(kept[:, None, None], e, 0.0)
+            E_md = E_md.at[:, l, t, :Rl].set(e)
+            ucap = metadata_given(m, codes, fiber, sub, n, kmax[:, None])[:, :, 0]  # [B, Rl, 2]
+            ucap = jnp.where(kept[:, None, None], ucap, 0.0)
+            cap_md = cap_md.at[:, l, t, :Rl].set(jnp.ceil(ucap))
+            bits = (ucap * jnp.stack([arr["sp_md_bits"][l, t, :Rl], arr["sp_pl_bits"][l, t, :Rl]], -1)[None]).sum((1, 2))
+            cap_bits = cap_bits.at[:, l, t].set(jnp.ceil(bits))
+            for op, cnt in (("read", reads), ("fill", fills), ("update", updates)):
+                ratio = cnt[:, l, t] / ns
+                acc = jnp.ceil(e * ratio[:, None, None])
+                md_acc[op] = md_acc[op].at[:, l, t, :Rl].set(jnp.where(kept[:, None, None], acc, 0.0))
+    E_md_total = E_md.sum((-1, -2))
+    return {"E_data": E_data, "E_md": E_md, "E_md_total": E_md_total, "avg": avg, "cap_data": cap_data,
+            "cap_md": cap_md, "cap_bits": cap_bits, "md_acc": md_acc, "vec_ratio": vec_ratio}
+
+
+# ----------------------------------------------------------------------------- combination
+
+def combine(sp, static, keep, child, tile, occ, reads, fills, updates, gate, skip, prob, computes):
+    """Compression, local SAF impact and propagation (Timeloop's CombineStorageOptimizationImpact).
+
+    Returns counts [B, L, T, 3 kinds, 3 ops] (kinds random/gated/skipped; ops read/fill/update),
+    format counts [B, L, T, 9, R, 2], computes after eliminations, and per read-only operand
+    whether a storage SAF reached the computes and its rounded probability."""
+    B, L, T = keep.shape
+    R = sp.R
+    data = jnp.zeros((B, L, T, 3, 3))
+    fmt = jnp.zeros((B, L, T, 9, R, 2))
+    gs_saf = {}
+    inner_p = {}
+    for t in range(T):
+        rw = static.read_write[t]
+        md_eff = jnp.stack([keep[:, l, t] & (sp.format(l, t) is not None) for l in range(L)], 1)  # [B, L]
+        nr = jnp.stack([jnp.where(md_eff[:, l], sp.n_ranks(l, t), 0) for l in range(L)], 1)
+        n = jnp.where(keep[:, :, t], tile[:, :, t], 0.0)
+        ed = occ["E_data"][:, :, t] / jnp.where(n > 0, n, 1.0)
+        sp_ = 1.0 - ed
+        Rd, Fd, Ud = reads[:, :, t], fills[:, :, t], updates[:, :, t]
+        mR = jnp.where(md_eff, Rd - jnp.floor(Rd * sp_), Rd)
+        mF = jnp.where(md_eff, Fd - jnp.floor(Fd * sp_), Fd)
+        mU = jnp.where(md_eff & rw, Ud - jnp.floor(Ud * sp_), Ud)
+        fR = occ["md_acc"]["read"][:, :, t]
+        fF = occ["md_acc"]["fill"][:, :, t]
+        fU = occ["md_acc"]["update"][:, :, t]
+        has = gate[:, :, t] | skip[:, :, t]
+        pr = prob[:, :, t]
+        fin = jnp.zeros((B, L), bool)
+        out_R = jnp.zeros((B, L, 3))
+        out_U = jnp.zeros((B, L, 3))
+        out_fmt = {o: jnp.zeros((B, L, 3, R, 2)) for o in ("read", "fill", "update")}
+        # child's metadata ranks bound the ranks a read can skip
+        ch = child[:, :, t]
+        n_child = jnp.stack([jnp.where(ch[:, l] >= 0, _sel(jnp.maximum(ch[:, l], 0), nr), nr[:, l]) for l in range(L)], 1)
+
+        def local(i, eff, state):
+            """ApplyLocalStorageSAFImpact at level i with probability eff (per batch), masked."""
+            mR, mU, fR, fU, mF, fF, outs, m = state
+            out_R, out_U, out_fmt = outs
+            R_, U_ = mR[:, i], mU[:, i]
+            dR = jnp.ceil(R_ * eff) if rw else jnp.floor(R_ * eff)
+            dU = jnp.floor(U_ * eff)
+            kind = jnp.where(gate[:, i, t], 1, 2)
+            ohk = (jnp.arange(3)[None] == kind[:, None])
+            newR = jnp.where(ohk, dR[:, None], 0.0).at[:, 0].set(R_ - dR)
+            newU = jnp.where(ohk, dU[:, None], 0.0).at[:, 0].set(U_ - dU)
+            out_R = out_R.at[:, i].set(jnp.where(m[:, None], newR, out_R[:, i]))
+            out_U = out_U.at[:, i].set(jnp.where(m[:, None], newU, out_U[:, i]))
+            rmask = (jnp.arange(R)[None] < n_child[:, i][:, None])[..., None]  # [B, R, 1]
+            dfr = jnp.where(rmask, jnp.floor(fR[:, i] * eff[:, None, None]), 0.0)
+            dfu = jnp.where(rmask, jnp.floor(fU[:, i] * eff[:, None, None]), 0.0)
+            for o, base, d in (("read", fR[:, i], dfr), ("update", fU[:, i], dfu)):
+                new = jnp.where(ohk[:, :, None, None], d[:, None], 0.0).at[:, 0].set(base - d)
+                out_fmt[o] = out_fmt[o].at[:, i].set(jnp.where(m[:, None, None, None], new, out_fmt[o][:, i]))
+            return out_R, out_U, out_fmt
+
+        comp_done = jnp.zeros((B,), bool)
+        comp_p = jnp.zeros((B,))
+        for l in range(L - 1, -1, -1):
+            act = has[:, l]
+            p = pr[:, l]
+            walking = act
+            for i in range(l - 1, -1, -1):
+                w = walking
+                mF = mF.at[:, i].set(jnp.where(w, mF[:, i] - jnp.floor(mF[:, i] * p), mF[:, i]))
+                mR = mR.at[:, i].set(jnp.where(w, mR[:, i] - jnp.floor(mR[:, i] * p), mR[:, i]))
+                mU = mU.at[:, i].set(jnp.where(w, mU[:, i] - jnp.floor(mU[:, i] * p), mU[:, i]))
+                # Timeloop scales only rank 0 of the inner level, and only below a one-rank format
+                sc = w & md_eff[:, i] & md_eff[:, l] & (nr[:, l] == 1)
+                for arrf in ("fF", "fR"):
+                    cur = fF if arrf == "fF" else fR
+                    r0 = cur[:, i, 0]
+                    new = jnp.where(sc[:, None], r0 - jnp.floor(r0 * p[:, None]), r0)
+                    cur = cur.at[:, i, 0].set(new)
+                    if arrf == "fF":
+                        fF = cur
+                    else:
+                        fR = cur
+                loc = w & has[:, i]
+                eff = 1.0 - (1.0 - pr[:, i]) / jnp.where(1.0 - p != 0, 1.0 - p, 1.0)
+                out_R, out_U, out_fmt = local(i, eff, (mR, mU, fR, fU, mF, fF, (out_R, out_U, out_fmt), loc))
+                fin = fin.at[:, i].set(fin[:, i] | loc)
+                walking = w & ~has[:, i]
+            own = act & ~fin[:, l]
+            out_R, out_U, out_fmt = local(l, p, (mR, mU, fR, fU, mF, fF, (out_R, out_U, out_fmt), own))
+            fin = fin.at[:, l].set(fin[:, l] | own)
+            if not rw:
+                computes = jnp.where(walking, computes - jnp.floor(computes * p), computes)
+                comp_done = comp_done | walking
+                comp_p = jnp.where(walking, _round6(p), comp_p)
+        gs_saf[t] = comp_done
+        inner_p[t] = comp_p
+        # levels without a SAF keep their (propagated) counts as random
+        nos = ~has
+        out_R = jnp.where(nos[..., None], jnp.zeros((B, L, 3)).at[:, :, 0].set(mR), out_R)
+        out_U = jnp.where(nos[..., None], jnp.zeros((B, L, 3)).at[:, :, 0].set(mU), out_U)
+        for o, base in (("read", fR), ("update", fU)):
+            z = jnp.zeros((B, L, 3, R, 2)).at[:, :, 0].set(base)
+            out_fmt[o] = jnp.where(nos[..., None, None, None], z, out_fmt[o])
+        out_fmt["fill"] = jnp.zeros((B, L, 3, R, 2)).at[:, :, 0].set(fF)
+        out_Fk = jnp.zeros((B, L, 3)).at[:, :, 0].set(mF)
+        d = jnp.stack([out_R, out_Fk, out_U], -1)  # [B, L, 3 kinds, 3 ops]
+        data = data.at[:, :, t].set(jnp.where(keep[:, :, t][..., None, None], d, 0.0))
+        f9 = jnp.stack([out_fmt["read"], out_fmt["fill"], out_fmt["update"]], 3)  # [B, L, 3 kinds, 3 ops, R, 2]
+        f9 = f9.reshape(B, L, 9, R, 2)
+        fmt = fmt.at[:, :, t].set(jnp.where(md_eff[..., None, None, None], f9, 0.0))
+    return data, fmt, computes, gs_saf, inner_p
+
+
+# ----------------------------------------------------------------------------- computes
+
+def classify_computes(sp, static, keep, models, total, gs_saf, inner_p):
+    """Timeloop's two-operand compute classification (CalculateFineGrainedComputeAccesses2Operand):
+    (random, gated, skipped) computes [B]."""
+    B, L, T = keep.shape
+    ro = [t for t in range(T) if not static.read_write[t]]
+    if len(ro) != 2:
+        return total, jnp.zeros_like(total), jnp.zeros_like(total)
+    st = {}
+    for t in ro:
+        inner = jnp.full((B,), L, jnp.int32)
+        for l in range(L - 1, -1, -1):
+            inner = jnp.where(keep[:, l, t], l, inner)
+        md = jnp.zeros((B,), bool)
+        for l in range(L):
+            if sp.format(l, t) is not None:
+                md = md | (inner == l)
+        d = _round6(_round6(models[t].scalar_density()) * jnp.ones((B,)))
+        st[t] = {"md": md, "d": d, "ENZ": d, "EZ": jnp.where(md, 0.0, 1.0 - d), "NE": jnp.where(md, 1.0 - d, 0.0)}
+    a, b = ro
+
+    def renorm(op, other):
+        ratio = 1.0 - inner_p[other]
+        q = st[op]["d"] / jnp.where(ratio != 0, ratio, 1.0)
+        md = st[op]["md"]
+        return {"ENZ": q, "EZ": jnp.where(md, 0.0, 1.0 - q), "NE": jnp.where(md, 1.0 - q, 0.0)}
+
+    ga, gb = gs_saf[a], gs_saf[b]
+    ra, rb = renorm(a, b), renorm(b, a)
+    sa = {s: jnp.where(gb, ra[s], st[a][s]) for s in ("ENZ", "EZ", "NE")}
+    sb = {s: jnp.where(ga, rb[s], st[b][s]) for s in ("ENZ", "EZ", "NE")}
+    for s_ in (sa, sb):
+        for k in s_:
+            s_[k] = jnp.clip(s_[k], 0.0, 1.0)
+    P = lambda x, y: sa[x] * sb[y]  # noqa: E731
+    gated = jnp.zeros_like(total)
+    skipped = jnp.zeros_like(total)
+    t_ = total
+    if sp.compute_gating:
+        gated = gated + t_ * (P("ENZ", "EZ") + P("EZ", "ENZ"))
+    d37 = t_ * (P("ENZ", "NE") + P("NE", "ENZ"))
+    if sp.compute_skipping:
+        skipped = skipped + d37
+    elif sp.compute_gating:
+        gated = gated + d37
+    if sp.compute_gating:
+        gated = gated + t_ * P("EZ", "EZ")
+    d68 = t_ * (P("EZ", "NE") + P("NE", "EZ"))
+    if sp.compute_skipping:
+        skipped = skipped + d68
+    elif sp.compute_gating:
+        gated = gated + d68
+    nonexistent = t_ * P("NE", "NE")
+    random = total - jnp.floor(skipped) - jnp.floor(gated) - jnp.floor(nonexistent)
+    return random, jnp.floor(gated), jnp.floor(skipped)
+
+
+# ----------------------------------------------------------------------------- energy, cycles
+
+def storage_energy(sp, arr, data, fmt, occ, keep, tile, instances, dec):
+    """pJ per level and dataspace [B, L, T] over all instances, from vector accesses x ERT."""
+    B, L, T = keep.shape
+    blk = arr["block"][None, :, None, None, None]
+    n = jnp.where(keep, tile, 0.0)
+    ratio = occ["vec_ratio"][..., None, None]
+    vec = jnp.where((data > 0) & (n[..., None, None] > 0), jnp.ceil(data / blk) * ratio, data)  # [B,L,T,3,3]
+    bits = fmt * jnp.stack([arr["sp_md_bits"], arr["sp_pl_bits"]], -1)[None, :, :, None]  # [B,L,T,9,R,2]
+    bits = bits.sum((-1, -2))  # [B, L, T, 9]
+    w = arr["sp_md_width"][None, :, None, None]
+    md_vec = jnp.where(w > 0, jnp.ceil(bits / jnp.where(w > 0, w, 1.0)), 0.0)
+    e = arr["sp_e"]  # [L, 20]
+    # data actions: ACTIONS order is kind-major within op: (random,gated,skipped) x read, fill, update
+    e_data = jnp.stack([e[:, A[f"{k}_{o}"]] for k in ("random", "gated", "skipped") for o in ("read", "fill", "update")], -1)
+    e_data = e_data.reshape(L, 3, 3)
+    e_md = jnp.stack([e[:, A[f"{k}_metadata_{o}"]] for k in ("random", "gated", "skipped") for o in ("read", "fill", "update")], -1)
+    if sp.charge_skipped_metadata_as_actual:
+        e_md = e_md.at[:, 2 * 3 + 0].set(e[:, A["random_metadata_read"]])
+    per_inst = ((vec * e_data[None, :, None]).sum((-1, -2)) + (md_vec * e_md[None, :, None]).sum(-1)
+                + dec[..., 0] * e[None, :, None, A["decompression_count"]]
+                + dec[..., 1] * e[None, :, None, A["compression_count"]])
+    charged = jnp.minimum(instances, arr["instances"] / arr["cluster"])
+    return per_inst * charged[:, :, None], bits
+
+
+def level_cycles(arr, data, bits, occ, cc):
+    """Timeloop's BufferLevel::ComputePerformance with sparse accesses; skipped ones use no bandwidth."""
+    wb = arr["sp_word_bits"][None, :, None]
+    rd = data[..., 0, 0] + data[..., 1, 0] + jnp.floor((bits[..., 0] + bits[..., 3]) / wb)
+    wr = (data[..., 0, 1] + data[..., 1, 1] + data[..., 0, 2] + data[..., 1, 2]
+          + jnp.floor((bits[..., 1] + bits[..., 4] + bits[..., 2] + bits[..., 5]) / wb))
+    scale = 1.0 / occ["avg"]  # max / average utilized instances
+    rd = jnp.ceil(rd / scale)
+    wr = jnp.ceil(wr / scale)
+    c = jnp.maximum(cc, 1.0)[:, None]
+    ur = (rd / c[..., None]).sum(-1)
+    uw = (wr / c[..., None]).sum(-1)
+    slow = jnp.ones_like(ur)
+    slow = jnp.where(arr["read_bw"][None] < ur, jnp.minimum(slow, arr["read_bw"][None] / ur), slow)
+    slow = jnp.where(arr["write_bw"][None] < uw, jnp.minimum(slow, arr["write_bw"][None] / uw), slow)
+    slow = jnp.where(arr["shared_bw"][None] < ur + uw, jnp.minimum(slow, arr["shared_bw"][None] / (ur + uw)), slow)
+    return jnp.ceil(c / slow)
+
+
+# ----------------------------------------------------------------------------- driver
+
+def apply(sp, static, arr, dense):
+    """Sparse statistics of a batch. `dense` holds the dense kernel's arrays: temporal, spatial
+    [B, L, D] (float), perm [B, L, D], keep [B, L, T], tile, reads, fills, updates [B, L, T],
+    t_total [B], instances [B, L], mac_inst [B]."""
+    keep = dense["keep"]
+    tile = dense["tile"].astype(jnp.float64)
+    reads, fills, updates = dense["reads"], dense["fills"], dense["updates"]
+    B, L, T = keep.shape
+    nest = Nest(sp.fanout, dense["temporal"], dense["spatial"], dense["perm"])
+    child, parent = _child_parent(keep)
+    size = arr["sp_tensor_size"]
+    models = []
+    for t in range(T):
+        N = jnp.where(size[t] > 0, size[t], footprint(nest.E[:, -1], static.ranks[t]))
+        models.append(dmodel.model(sp.density_kind[t], arr["sp_density"][t], N, sp.grid))
+    fmts, fmt_fail = formats(sp, static, nest, keep, tile, child)
+    occ = occupancy(sp, static, arr, keep, parent, tile, fmts, models, reads, fills, updates)
+    gate, skip, prob, saf_bad = storage_safs(sp, static, arr, nest, keep, child, models, occ)
+    algorithmic = dense["t_total"] * dense["mac_inst"]
+    data, fmt, after, gs, ip = combine(sp, static, keep, child, tile, occ, reads, fills, updates, gate, skip, prob,
+                                       algorithmic)
+    random, gated, skipped = classify_computes(sp, static, keep, models, after, gs, ip)
+    # (de)compression between a compressed parent and an uncompressed child
+    dec = jnp.zeros((B, L, T, 2))
+    unsupported = jnp.zeros((B,), bool)
+    for t in range(T):
+        for l in range(L):
+            if sp.compressed(l, t):
+                continue
+            par = parent[:, l, t]
+            pc = jnp.zeros((B,), bool)
+            for pl in range(l + 1, L):
+                if sp.compressed(pl, t):
+                    pc = pc | (par == pl)
+            pc = pc & keep[:, l, t]
+            d_ = jnp.where(pc, data[:, l, t, 0, 1], 0.0)
+            c_ = jnp.where(pc & static.read_write[t], _sel(jnp.minimum(par, L - 1), data[:, :, t, 0, 2]), 0.0)
+            dec = dec.at[:, l, t, 0].set(d_).at[:, l, t, 1].set(c_)
+            if not sp.decompression_supported[l]:
+                unsupported = unsupported | pc
+            if static.read_write[t] and not sp.compression_supported[l]:
+                unsupported = unsupported | pc
+            ch = child[:, l, t]
+            cc_ = jnp.zeros((B,), bool)
+            for cl in range(l):
+                if sp.compressed(cl, t):
+                    cc_ = cc_ | (ch == cl)
+            unsupported = unsupported | (cc_ & keep[:, l, t])
+    e_ds, bits = storage_energy(sp, arr, data, fmt, occ, keep, tile, dense["instances"], dec)
+    cc = jnp.ceil((random + gated) / dense["mac_inst"])
+    lc = level_cycles(arr, data, bits, occ, cc)
+    cycles = jnp.maximum(cc, lc.max(1))
+    used = jnp.where(keep, occ["cap_data"], 0.0).sum(2)
+    cap = (used > arr["size"][None]).any(1)
+    md_bits = jnp.where(keep, occ["cap_bits"], 0.0).sum(2)
+    md_cap = ((md_bits > arr["sp_md_capacity_bits"][None]) & jnp.isfinite(arr["size"])[None]).any(1)
+    e_mac = random * arr["sp_e_compute"][0] + gated * arr["sp_e_compute"][1] + skipped * arr["sp_e_compute"][2]
+    return {"data": data, "fmt": fmt, "energy_ds": e_ds, "level_cycles": lc, "cycles": cycles,
+            "compute_cycles": cc, "algorithmic": algorithmic, "random": random, "gated": gated,
+            "skipped": skipped, "compute_energy": e_mac, "capacity": cap, "md_capacity": md_cap,
+            "format_fail": fmt_fail | saf_bad, "unsupported": unsupported, "data_capacity": occ["cap_data"],
+            "format_capacity": occ["cap_md"], "avg": occ["avg"], "dec": dec, "E_data": occ["E_data"],
+            "gate": gate, "skip": skip, "prob": prob}
+
+
+def extend_stats(static, arr, st, d):
+    """Fill the Sparseloop fields of a dense Stats `st` (evaluate.py calls this last).
+
+    Dense designs (static.sparse None) get actual = algorithmic counts and zero gated/skipped/
+    metadata terms. Sparse designs also get energy, leakage, cycles, utilization and the status
+    bits recomputed from the sparse counts."""
+    from jaxloop.model import energy, status
+
+    keep = d["keep"]
+    sp = static.sparse
+    if sp is None:
+        z = jnp.zeros_like(st.reads)
+        inst = jnp.where(keep, st.instances[:, :, None], 0.0)
+        return st._replace(
+            actual_reads=st.reads, gated_reads=z, skipped_reads=z, actual_fills=st.fills, gated_fills=z,
+            skipped_fills=z, actual_updates=st.updates, gated_updates=z, skipped_updates=z, metadata_reads=z,
+            metadata_fills=z, metadata_updates=z, format_accesses=jnp.zeros(z.shape + (9, 1, 2)),
+            data_capacity=jnp.where(keep, st.tile, 0.0), format_capacity=jnp.zeros(z.shape + (1, 2)),
+            avg_instances=inst, algorithmic_computes=st.computes, actual_computes=st.computes,
+            gated_computes=jnp.zeros_like(st.computes), skipped_computes=jnp.zeros_like(st.computes),
+            compute_cycles=d["t_total"])
+    out = apply(sp, static, arr, dict(d, tile=st.tile, reads=st.reads, fills=st.fills, updates=st.updates,
+                                      mac_inst=st.mac_instances))
+    data, fmt = out["data"], out["fmt"]
+    cycles = jnp.maximum(out["cycles"], d["analog_cycles"])
+    leak = energy.leakage(arr, cycles, d["instances"])
+    total = out["energy_ds"].sum((1, 2)) + leak.sum(1) + out["compute_energy"] + st.converter_energy.sum(1)
+    util = out["random"] / arr["mac_instances"] / cycles
+    fm = status.FLAG_MEANINGS
+    code = st.status & ~jnp.asarray(1 << fm.index("capacity"), st.status.dtype)
+    for name, flag in (("capacity", out["capacity"]), ("sparse_format", out["format_fail"]),
+                       ("metadata_capacity", out["md_capacity"]), ("sparse_unsupported", out["unsupported"])):
+        code = code | (flag.astype(code.dtype) << fm.index(name))
+    units = fmt.sum((-1, -2))  # [B, L, T, 9]
+    inst = jnp.where(keep, st.instances[:, :, None] * out["avg"], 0.0)
+    return st._replace(
+        energy_ds=out["energy_ds"], leak=leak, level_cycles=out["level_cycles"], compute_energy=out["compute_energy"],
+        energy=total, cycles=cycles, utilization=util, status=code,
+        actual_reads=data[..., 0, 0], gated_reads=data[..., 1, 0], skipped_reads=data[..., 2, 0],
+        actual_fills=data[..., 0, 1], gated_fills=data[..., 1, 1], skipped_fills=data[..., 2, 1],
+        actual_updates=data[..., 0, 2], gated_updates=data[..., 1, 2], skipped_updates=data[..., 2, 2],
+        metadata_reads=units[..., 0], metadata_fills=units[..., 1], metadata_updates=units[..., 2],
+        format_accesses=fmt, data_capacity=jnp.where(keep, out["data_capacity"], 0.0),
+        format_capacity=out["format_capacity"], avg_instances=inst, algorithmic_computes=out["algorithmic"],
+        actual_computes=out["random"], gated_computes=out["gated"], skipped_computes=out["skipped"],
+        compute_cycles=out["compute_cycles"])

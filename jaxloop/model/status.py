@@ -11,9 +11,15 @@ REASONS = (
     "min utilization: a level holds less than its min_utilization",
     "analog: the mapping breaks a crossbar rule (rows must reduce into one output, columns must share "
     "the row input, the crossbar keeps only the weights, programmed weights stay put)",
+    "sparse format: the mapping needs more format ranks than declared, a pre-tiled format does not match "
+    "the child level's, or a gating/skipping target has no storage level",
+    "metadata capacity: format metadata kept at a level exceeds its metadata storage",
+    "sparse unsupported: (de)compression between levels that do not support it, or a compressed tile "
+    "below an uncompressed one",
 )
 FLAG_MASKS = tuple(1 << i for i in range(len(REASONS)))
-FLAG_MEANINGS = ("capacity", "fanout_x", "fanout_y", "factors", "keep", "min_utilization", "analog")
+FLAG_MEANINGS = ("capacity", "fanout_x", "fanout_y", "factors", "keep", "min_utilization", "analog",
+                 "sparse_format", "metadata_capacity", "sparse_unsupported")
 
 
 def status(arr, temporal, spatial_x, spatial_y, keep, tile, kept_where_not_keepable=False):
