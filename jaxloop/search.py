@@ -508,7 +508,10 @@ def write_json_atomic(path, obj):
 def _save_rows_atomic(path, rows):
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, **rows)
+    with open(tmp, "wb") as f:
+        np.savez(f, **rows)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -529,6 +532,8 @@ def exhaustive(ms, static, karr, objective, *, chunk=1 << 14, topk=10, keep_all=
     rows = {"index": [], "energy": [], "cycles": [], "status": [], "values": []} if keep_all else None
     fp = fingerprint(ms, objective, ev, "exhaustive")
     ck = Path(checkpoint) if checkpoint else None
+    rows_dir = Path(str(ck) + ".rows") if ck else None  # --keep-all rows: one file per checkpoint, appended
+    saved_parts, saved_rows = [], 0
     if ck and ck.exists() and not restart:
         try:
             state = json.loads(ck.read_text())
@@ -538,9 +543,14 @@ def exhaustive(ms, static, karr, objective, *, chunk=1 << 14, topk=10, keep_all=
             start = int(state["next"])
             red = Reduction.from_json(state["reduction"])
             elapsed0 = float(state.get("elapsed", 0.0))
-            if keep_all and Path(str(ck) + ".rows.npz").exists():
-                z = np.load(str(ck) + ".rows.npz")
-                rows = {k: [z[k]] for k in rows}
+            if keep_all:
+                for part in state.get("row_parts", []):
+                    z = np.load(rows_dir / part)
+                    for k in rows:
+                        rows[k].append(z[k])
+                saved_parts = list(state.get("row_parts", []))
+                saved_rows = sum(len(r) for r in rows["index"])
+            print(f"resuming from checkpoint {ck} at index {start:,} of {end:,}")
         elif state:
             print(f"note: checkpoint {ck} is for a different run; starting over")
     bar = _Progress(end, progress, "exhaustive", objective, initial=start)
@@ -550,14 +560,22 @@ def exhaustive(ms, static, karr, objective, *, chunk=1 << 14, topk=10, keep_all=
     interrupted, reason = False, ""
 
     def save(next_index):
+        nonlocal saved_rows
         if not ck:
             return
         if keep_all:
-            _save_rows_atomic(str(ck) + ".rows.npz", {k: np.concatenate(v) if v else np.zeros(0) for k, v in
-                                                      rows.items()})
+            flat = {k: np.concatenate(v) if v else np.zeros(0) for k, v in rows.items()}
+            if len(flat["index"]) > saved_rows:
+                rows_dir.mkdir(exist_ok=True)
+                name = f"part-{next_index}.npz"
+                _save_rows_atomic(rows_dir / name, {k: v[saved_rows:] for k, v in flat.items()})
+                saved_parts.append(name)
+                saved_rows = len(flat["index"])
+            for k in rows:
+                rows[k] = [flat[k]] if len(flat[k]) else []
         write_json_atomic(ck, {"version": CHECKPOINT_VERSION, "fingerprint": fp, "next": str(next_index),
                                "end": str(end), "elapsed": elapsed0 + time.time() - t0,
-                               "reduction": red.to_json()})
+                               "reduction": red.to_json(), "row_parts": saved_parts})
 
     def finish(s, out):
         out = _host(out, ev.topk)
@@ -599,9 +617,12 @@ def exhaustive(ms, static, karr, objective, *, chunk=1 << 14, topk=10, keep_all=
     complete = nxt >= ms.size
     if ck:
         if complete:
-            for p in (ck, Path(str(ck) + ".rows.npz")):
-                if p.exists():
+            if ck.exists():
+                ck.unlink()
+            if rows_dir.exists():
+                for p in rows_dir.iterdir():
                     p.unlink()
+                rows_dir.rmdir()
         else:
             save(nxt)
     res = SearchResult("exhaustive", objective, red, ms.size, elapsed0 + time.time() - t0, interrupted, complete,
