@@ -79,7 +79,7 @@ mapping:
 - {{target: buffer, type: temporal, factors: C=1 M={tm} R=1 S=1 N=1 P=3 Q=1, permutation: PMCRSNQ}}
 - {{target: buffer, type: datatype, keep: [Inputs, Outputs], bypass: [Weights]}}
 - {{target: DRAM, type: temporal, factors: C=1 M=1 R=1 S=1 N=1 P=1 Q=2, permutation: QCMRSNP}}
-- {{target: DRAM, type: datatype, keep: [Inputs, Outputs], bypass: [Weights]}}
+- {{target: DRAM, type: datatype, keep: [Weights, Inputs, Outputs], bypass: []}}
 """
 E = {"adc": 1.0, "dac": 0.01, "row_driver": 0.003, "cell": 0.001, "sample_hold": 0.002, "shift_add": 0.05,
      "zero_gate": 0.02}

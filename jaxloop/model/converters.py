@@ -128,6 +128,7 @@ def compile_analog(spec, table, static, arrays):
         "an_skip": np.float64(a.skip_zero_slices),
         "an_gate": np.float64(a.zero_gating),
         "an_stationary": np.float64(a.weights_stationary),
+        "an_drop_weights": np.float64(not a.charge_weight_loading),
         "an_cells_per_weight": np.float64(a.weight_slices * a.cells_per_slice),
         "an_adc_per_weight": np.float64(ceil(a.weight_slices / a.columns_summed) * a.adc_conversion_scale
                                         / a.slices_per_conversion),
@@ -244,3 +245,23 @@ def converters_text(counts, energy, computes):
     per = 1000.0 / computes if computes else float("nan")
     lines += [f"    {k + ' energy':<22} : {e:.2f} pJ ({e * per:.2f} fJ/Compute)" for k, e in js["energy_pJ"].items()]
     return lines
+
+
+def drop_weight_loading(static, arr, reads, fills, updates):
+    """Weights programmed before inference (`charge_weight_loading: false`, the default with
+    stationary weights): remove the weight traffic that loads the crossbars, i.e. the crossbar's
+    weight fills and every weight access at the levels above it (Timeloop still needs the
+    outermost level to keep the weights). In-situ weight reads at the crossbar stay (they cost
+    nothing there: the cell terms carry that energy). Digital designs: unchanged."""
+    a = getattr(static, "analog", None)
+    if a is None:
+        return reads, fills, updates
+    keep_factor = 1.0 - arr["an_drop_weights"]
+    L, T = reads.shape[1], reads.shape[2]
+    above = np.zeros((L, T))
+    above[a.level + 1:, a.weights] = 1.0
+    at = np.zeros((L, T))
+    at[a.level, a.weights] = 1.0
+    scale_rw = 1.0 - jnp.asarray(above) * (1.0 - keep_factor)
+    scale_f = 1.0 - jnp.asarray(above + at) * (1.0 - keep_factor)
+    return reads * scale_rw[None], fills * scale_f[None], updates * scale_rw[None]

@@ -94,6 +94,7 @@ def _evaluate(static, arr, batch):
     part = tiling.partitions(tile, jnp.stack(den, axis=2))
     reads, fills, updates, t_total = access.accesses(static, temporal, spatial, perm, keep,
                                                      E_bnd, E_below, E_sp, tile, part)
+    reads, fills, updates = converters.drop_weight_loading(static, arr, reads, fills, updates)  # analog only
     inst_above = jnp.prod(spatial, axis=2).astype(jnp.float64)  # [B, L] spatial fan-out used at each level
     instances = jnp.flip(jnp.cumprod(jnp.flip(inst_above, 1), axis=1), 1) / inst_above  # product above l
     mac_inst = jnp.prod(inst_above, axis=1)

@@ -42,7 +42,8 @@ _FLOAT_ATTRS = {  # name: (default, minimum, maximum)
     "activation_cycles": (1.0, 1e-12, None), "adc_conversion_scale": (1.0, 0.0, 1.0),
 }
 _KNOWN = set(_INT_ATTRS) | set(_FLOAT_ATTRS) | {
-    "technology", "global_cycle_seconds", "dac_type", "weights_stationary", "dataspaces", "energy",
+    "technology", "global_cycle_seconds", "dac_type", "weights_stationary", "charge_weight_loading", "dataspaces",
+    "energy",
     "values", "sparse", "meshX", "meshY", "datawidth", "word_bits", "cell_area",
 }
 
@@ -72,6 +73,7 @@ class AnalogSpec:
     cycle_seconds: float
     technology: object  # as written ('32nm'); None if not given
     weights_stationary: bool
+    charge_weight_loading: bool  # count the traffic that programs the weights (default: not stationary)
     weights: int  # dataspace indices
     inputs: int
     outputs: int
@@ -416,6 +418,7 @@ def parse_analog(arch_raw, arch, workload, where):
     skip = _bool(sp.get("skip_zero_input_slices"), f"{at}.attributes.sparse", "skip_zero_input_slices", p, False)
     gate = _bool(sp.get("input_zero_gating"), f"{at}.attributes.sparse", "input_zero_gating", p, False)
     stationary = _bool(a.get("weights_stationary"), f"{at}.attributes", "weights_stationary", p, True)
+    charge = _bool(a.get("charge_weight_loading"), f"{at}.attributes", "charge_weight_loading", p, not stationary)
 
     energy = a.get("energy") or {}
     if not isinstance(energy, dict):
@@ -441,6 +444,7 @@ def parse_analog(arch_raw, arch, workload, where):
         columns_summed=ints["columns_summed"], slices_per_conversion=ints["slices_per_conversion"],
         adc_conversion_scale=floats["adc_conversion_scale"], activation_cycles=floats["activation_cycles"],
         cycle_seconds=float(cycle), technology=a.get("technology"), weights_stationary=stationary,
+        charge_weight_loading=charge,
         weights=ds["weights"], inputs=ds["inputs"], outputs=ds["outputs"], input_bit_density=tuple(dens),
         input_density=float(d_in), average_cell_value=float(acv if acv is not None else 0.5),
         skip_zero_slices=skip, zero_gating=gate, energy=dict(energy), attributes=dict(a), where=at,
