@@ -49,6 +49,7 @@ Notes where this departs from (or pins down) Timeloop:
 
 from dataclasses import dataclass
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -178,12 +179,13 @@ def _child_parent(keep):
 
 # ----------------------------------------------------------------------------- formats
 
-def _assign_ranks(sp, nest, ranks_t, rel, l, child, pretile, inner, E_child, order, rank_specs, has_md):
-    """Timeloop's ApplyRanksOuterToInner / InnerToOuter for (level l, one dataspace).
+def _assign_ranks(sp, nest, ranks_t, rel, l, child, pretile, inner, E_child, order, rank_specs, has_md, sub_all):
+    """Timeloop's ApplyRanksOuterToInner / InnerToOuter for (level l, one dataspace), as one
+    lax.scan over the loop slots (outermost first, or innermost first for inner_to_outer).
 
     Returns fiber box extents per rank [B, R_l, D] (rank r >= inner), the rank's subtile
-    footprint [B, R_l] (0 = unassigned), the innermost in-range subtile footprint [B], and
-    a fail flag [B] (more ranks needed than the format has)."""
+    footprint [B, R_l] (the innermost in-range subtile for dummy ranks), and a fail flag [B]
+    (more ranks needed than the format has, or a pre-tiled child with more ranks)."""
     B, D = nest.B, nest.D
     R = len(rank_specs) if has_md else 1
     rule_exists = np.array([has_md and rs[1] is not None for rs in rank_specs] if has_md else [False])
@@ -194,67 +196,64 @@ def _assign_ranks(sp, nest, ranks_t, rel, l, child, pretile, inner, E_child, ord
                 rule_mask[r, list(rs[1])] = True
     rule_exists_j = jnp.asarray(rule_exists)
     rule_mask_j = jnp.asarray(rule_mask)
-    slots = [k for k in range(nest.N) if nest.level[k] <= l]
-    relk = nest.rel(rel)
-    in_range = relk & (jnp.asarray(nest.level)[None, :] > child[:, None])  # [B, N]
+    K = int(np.sum(nest.level <= l))  # slots of levels <= l come first in slot order
+    relk = nest.rel(rel)[:, :K]
+    in_range = relk & (jnp.asarray(nest.level[:K])[None, :] > child[:, None])  # [B, K]
+    oh = nest.onehot[:, :K]  # [B, K, D]
     # no pre-tiling: the innermost in-range loop of each dimension absorbs the child tile's extent
-    seen = jnp.zeros((B, D), bool)
-    sbound = {}
-    for k in sorted(slots):
-        oh = nest.onehot[:, k]  # [B, D]
-        first = in_range[:, k] & ~(seen & oh).any(-1)
-        scale = jnp.where(oh, E_child, 1.0).prod(-1)
-        sbound[k] = jnp.where(first & ~pretile, nest.bound[:, k] * scale, nest.bound[:, k])
-        seen = seen | (oh & in_range[:, k][:, None])
-    sub_k = {k: footprint(nest.E[:, k], ranks_t) for k in slots}
+    mine = in_range[..., None] & oh
+    before = jnp.cumsum(mine, axis=1) - mine  # in-range slots of the same dimension further in
+    first = in_range & ((before * oh).sum(-1) == 0)
+    scale = jnp.where(oh, E_child[:, None, :], 1.0).prod(-1)
+    sbound = jnp.where(first & ~pretile[:, None], nest.bound[:, :K] * scale, nest.bound[:, :K])
+    subk = sub_all[:, :K]
     # innermost in-range slot's subtile (Timeloop's singleton[0])
-    sing0 = jnp.ones((B,))
-    for k in sorted(slots, reverse=True):
-        sing0 = jnp.where(in_range[:, k], sub_k[k], sing0)
-    box = jnp.ones((B, R, D))
-    sub = jnp.zeros((B, R))
-    fail = jnp.zeros((B,), bool)
-    ext = jnp.zeros((B,), bool)
+    kfirst = jnp.argmax(in_range, axis=1)
+    sing0 = jnp.where(in_range.any(1), jnp.take_along_axis(subk, kfirst[:, None], 1)[:, 0], 1.0)
     rid = jnp.arange(R)
-    if not order:  # outer to inner
-        r = jnp.full((B,), R, jnp.int32)
-        seq = sorted(slots, reverse=True)
+    xs = (in_range.T, sbound.T, nest.dim[:, :K].T, jnp.moveaxis(oh, 1, 0), subk.T)
+    if not order:
+        xs = tuple(x[::-1] for x in xs)
+        r0 = jnp.full((B,), R, jnp.int32)
     else:
-        r = inner.astype(jnp.int32) - 1
-        seq = sorted(slots)
-    for k in seq:
-        a = in_range[:, k]
-        nt = sbound[k] > 1
-        dk = nest.dim[:, k]
+        r0 = inner.astype(jnp.int32) - 1
+
+    def step(carry, x):
+        r, ext, box, sub, fail = carry
+        a, sb, dk, ohk, sk = x
+        nt = sb > 1
         rc = jnp.clip(r, 0, R - 1)
         in_rule = rule_mask_j[rc, dk]
         cont = a & ext & ((not has_md) | in_rule | ~nt)
         grow = cont & nt
-        box = jnp.where((grow[:, None] & (rid[None] == rc[:, None]))[..., None] & nest.onehot[:, k][:, None, :],
-                        box * sbound[k][:, None, None], box)
+        box = jnp.where((grow[:, None] & (rid[None] == rc[:, None]))[..., None] & ohk[:, None, :],
+                        box * sb[:, None, None], box)
         ext = ext & ~(a & ~cont)
         seek = a & ~cont & nt
-        # find the next rank whose flattening rule admits this loop (skipped ranks become dummies)
+        # the next rank whose flattening rule admits this loop (skipped ranks become dummies)
         assigned = jnp.zeros((B,), bool)
         rt = r
         for _ in range(R + 1):
             can = ~assigned & ((rt > inner) if not order else (rt < R - 1))
             rt = jnp.where(can, rt - 1 if not order else rt + 1, rt)
             rtc = jnp.clip(rt, 0, R - 1)
-            blocked = rule_exists_j[rtc] & ~rule_mask_j[rtc, dk] if has_md else jnp.zeros((B,), bool)
-            ok = can & ~blocked
+            blocked = (rule_exists_j[rtc] & ~rule_mask_j[rtc, dk]) if has_md else jnp.zeros((B,), bool)
             if order:  # inner-to-outer dummies take the scalar subtile
                 sub = jnp.where((seek & can & blocked)[:, None] & (rid[None] == rtc[:, None]), 1.0, sub)
-            assigned = assigned | ok
+            assigned = assigned | (can & ~blocked)
         take = seek & assigned
         fail = fail | (seek & ~assigned)
-        r = jnp.where(seek, jnp.where(assigned, rt, r), r)
+        r = jnp.where(take, rt, r)
         rc = jnp.clip(r, 0, R - 1)
         sel = take[:, None] & (rid[None] == rc[:, None])
-        box = jnp.where(sel[..., None] & nest.onehot[:, k][:, None, :], box * sbound[k][:, None, None], box)
-        sub = jnp.where(sel, sub_k[k][:, None], sub)
+        box = jnp.where(sel[..., None] & ohk[:, None, :], box * sb[:, None, None], box)
+        sub = jnp.where(sel, sk[:, None], sub)
         flat = (not has_md) | (rule_exists_j[rc] & rule_mask_j[rc, dk])
         ext = jnp.where(take, flat, ext)
+        return (r, ext, box, sub, fail), None
+
+    init = (r0, jnp.zeros((B,), bool), jnp.ones((B, R, D)), jnp.zeros((B, R)), jnp.zeros((B,), bool))
+    (r, ext, box, sub, fail), _ = jax.lax.scan(step, init, xs)
     sub = jnp.where(sub == 0, sing0[:, None], sub)
     return box, sub, sing0, fail
 
@@ -266,13 +265,23 @@ def formats(sp, static, nest, keep, tile, child):
     Rmax = sp.R
     out = {}
     fail = jnp.zeros((B,), bool)
+    E_bnd = _bnd_extents(nest, L)
     for t in range(T):
         rel = _relevant(static, t)
         ranks_t = static.ranks[t]
+        sub_all = footprint(nest.E, ranks_t)  # [B, N] the dataspace's tile at every slot's max-tile mold
         for l in range(L):
             f = sp.format(l, t)
             has_md = f is not None
             R_l = len(f[1]) if has_md else 1
+            if not has_md:
+                # an uncompressed level without a format flattens all its loops into one rank that
+                # spans its whole tile (only used when a compressed parent pre-tiles in its format)
+                tl_ = tile[:, l, t]
+                out[(l, t)] = {"n": 1, "fiber": jnp.concatenate([tl_[:, None], jnp.ones((B, Rmax - 1))], 1),
+                               "sub": jnp.concatenate([jnp.ones((B, 1)), tl_[:, None], jnp.ones((B, Rmax - 1))], 1),
+                               "has_md": False, "pretile": jnp.zeros((B,), bool)}
+                continue
             kept = keep[:, l, t]
             c = child[:, l, t]
             comp = sp.compressed(l, t)
@@ -297,10 +306,10 @@ def formats(sp, static, nest, keep, tile, child):
                     bad = any(cfmt[1][i][0] != f[1][i][0] for i in range(ncr))
                 if bad:
                     fail = fail | (isc & kept)
-            E_child = jnp.where((c >= 0)[:, None], _sel(jnp.maximum(c, 0), _bnd_extents(nest, L)), 1.0)
+            E_child = jnp.where((c >= 0)[:, None], _sel(jnp.maximum(c, 0), E_bnd), 1.0)
             order = f[0] if has_md else False
             box, sub_r, sing0, fl = _assign_ranks(sp, nest, ranks_t, rel, l, c, pretile, inner, E_child, order,
-                                                  f[1] if has_md else (), has_md)
+                                                  f[1] if has_md else (), has_md, sub_all)
             fail = fail | (fl & kept)
             fiber_own = jnp.stack([footprint(box[:, r], ranks_t) for r in range(R_l)], 1)
             rid = jnp.arange(R_l)[None]
@@ -414,43 +423,28 @@ def saf_option(sp, static, nest, keep, child, models, block, level, target, cond
     is_sp = (tsel & spatial).any(1)
     tdim = (tsel * nest.dim).sum(1)
     after = jnp.cumsum(tsel, axis=1) - tsel > 0  # slots above the target loop
-    located = ~is_sp
-    cE = E_t
-    rl = tsel
-    for j in range(N):
-        a = after[:, j] & (lv[0, j] <= tl) & nt[:, j]
-        if nest.spatial[j]:
-            inc = a
-        else:
-            inc = a & ~located & is_child & ~relT[:, j]
-        cE = jnp.where(inc[:, None] & nest.onehot[:, j], cE * nest.bound[:, j][:, None], cE)
-        rl = rl.at[:, j].set(rl[:, j] | inc)
-        if not nest.spatial[j]:
-            located = located | (a & is_sp & (~is_child | relT[:, j]))
+    a = after & (lv <= tl[:, None]) & nt
+    # a spatial target stays put across the temporal loops above it until one relevant to the target
+    trig = a & ~spatial & (~is_child[:, None] | relT)
+    located = ~is_sp[:, None] | (jnp.cumsum(trig, axis=1) - trig > 0)
+    inc = a & (spatial | (~located & is_child[:, None] & ~relT))
+    grow = jnp.where((inc[..., None] & nest.onehot), nest.bound[..., None], 1.0).prod(1)  # [B, D]
+    cE = E_t * grow
+    rl = (tsel | inc) & ~scalar[:, None]
     relT_d = _relevant(static, target)
     tgt_gran = footprint(E_t, static.ranks[target])
     blk = _sel(jnp.minimum(tl, L - 1), jnp.broadcast_to(block[None], (B, L)))
     p_eff = jnp.ones((B,))
     for c in conds:
         relC_d = _relevant(static, c)
-        co = jnp.asarray(relT_d & relC_d)
-        relC = jnp.asarray(relC_d)
-        ineff = jnp.zeros((B,), bool)
-        is_co = jnp.zeros((B,), bool)
-        cf = jnp.ones((B, D))
-        touched = jnp.zeros((B, D), bool)
-        agg = jnp.ones((B,))
-        for j in range(N):
-            m = rl[:, j] & ~scalar & ~ineff
-            dj = nest.dim[:, j]
-            bad = m & is_sp & is_co & relC[dj]
-            ineff = ineff | bad
-            m2 = m & ~bad & co[dj]
-            oh = nest.onehot[:, j] & m2[:, None]
-            cf = jnp.where(oh, cf * nest.bound[:, j][:, None], cf)
-            touched = touched | oh
-            agg = jnp.where(m2, agg * nest.bound[:, j], agg)
-            is_co = is_co | m2
+        co_slot = rl & jnp.asarray(relT_d & relC_d)[nest.dim]
+        relC = jnp.asarray(relC_d)[nest.dim]
+        co_before = jnp.cumsum(co_slot, axis=1) - co_slot > 0
+        ineff = (rl & is_sp[:, None] & co_before & relC).any(1)
+        cmask = co_slot[..., None] & nest.onehot
+        cf = jnp.where(cmask, nest.bound[..., None], 1.0).prod(1)  # [B, D]
+        touched = cmask.any(1)
+        agg = cf.prod(1)
         scaling = jnp.ceil(blk / (tgt_gran / agg))
         tE, cE2 = E_t, cE
         for d in range(D):
@@ -512,72 +506,71 @@ def storage_safs(sp, static, arr, nest, keep, child, models, occ):
 # ----------------------------------------------------------------------------- occupancy
 
 def occupancy(sp, static, arr, keep, parent, tile, fmts, models, reads, fills, updates):
-    """Expected data / metadata occupancy, per-rank format accesses and capacities."""
+    """Expected data / metadata occupancy, per-rank format accesses and capacities (Timeloop's
+    CalculateExpectedOccupancy and CalculateExpectedMetaDataAccesses), vectorized over levels."""
     B, L, T = keep.shape
     R = sp.R
-    E_data = jnp.zeros((B, L, T))
+    E_data, avg, cap_data, vec_ratio = [], [], [], []
     E_md = jnp.zeros((B, L, T, R, 2))
-    avg = jnp.ones((B, L, T))
-    cap_data = jnp.zeros((B, L, T))
     cap_md = jnp.zeros((B, L, T, R, 2))
     cap_bits = jnp.zeros((B, L, T))
     md_acc = {op: jnp.zeros((B, L, T, R, 2)) for op in ("read", "fill", "update")}
-    vec_ratio = jnp.ones((B, L, T))
     thr_tab = jnp.asarray(arr["sp_vw_threshold"])  # [L, 10]
+    blk = arr["block"][None, :]
+    lid = jnp.arange(L)
     for t in range(T):
         m = models[t]
+        kept = keep[:, :, t]
+        n = jnp.where(kept, tile[:, :, t], 0.0)  # [B, L]
+        k, p = m.pmf(n)  # [B, L, K]
+        md_static = jnp.asarray([sp.format(l, t) is not None for l in range(L)])
+        comp_static = jnp.asarray([sp.compressed(l, t) for l in range(L)])
+        # empty tiles are never sent by a parent that has metadata: condition on non-empty
+        par_md = md_static[jnp.minimum(parent[:, :, t], L - 1)] & (parent[:, :, t] < L)
+        p0 = m.p_empty(n)
+        cond = par_md & (p0 > 0) & (p0 < 1) & kept
+        avg.append(jnp.where(cond, 1.0 - p0, 1.0))
+        pc = jnp.where(cond[..., None], jnp.where(k == 0, 0.0, p / (1.0 - p0)[..., None]), p)
+        ed = jnp.where(kept, (pc * k).sum(-1), 0.0)
+        E_data.append(ed)
+        kmax = m.max_occupancy(n)
+        cap_data.append(jnp.where(kept, jnp.where(comp_static[None], kmax, n), 0.0))
+        ns = jnp.where(n > 0, n, 1.0)
+        dens = ed / ns
+        # statistical vector-width correction for small compressed tiles (VectorWidthCoefficientTable)
+        idx = jnp.clip(jnp.where(dens >= 0.1, jnp.floor(dens / 0.1) - 1, 0).astype(jnp.int32), 0, 9)
+        thr = jnp.take_along_axis(jnp.broadcast_to(thr_tab[None], (B, L, 10)), idx[..., None], axis=2)[..., 0]
+        use = comp_static[None] & kept & (blk > 1) & (dens < 1.0) & (thr > jnp.floor(n / blk))
+        tot = (jnp.ceil(k / blk[..., None]) * jnp.where(k >= 1, p, 0.0)).sum(-1)
+        naive = n * dens / blk
+        vec_ratio.append(jnp.where(use & (naive > 0), tot / jnp.where(naive > 0, naive, 1.0), 1.0))
         for l in range(L):
-            kept = keep[:, l, t]
-            n = jnp.where(kept, tile[:, l, t], 0.0)
-            k, p = m.pmf(n)
-            par = parent[:, l, t]
-            par_md = jnp.zeros((B,), bool)
-            for pl in range(l + 1, L):
-                if sp.format(pl, t) is not None:
-                    par_md = par_md | (par == pl)
-            p0 = m.p_empty(n)
-            cond = par_md & (p0 > 0) & (p0 < 1) & kept
-            avg = avg.at[:, l, t].set(jnp.where(cond, 1.0 - p0, 1.0))
-            pc = jnp.where(cond[:, None], jnp.where(k == 0, 0.0, p / (1.0 - p0)[:, None]), p)
-            ed = jnp.where(kept, (pc * k).sum(-1), 0.0)
-            E_data = E_data.at[:, l, t].set(ed)
             f = sp.format(l, t)
-            comp = sp.compressed(l, t)
-            kmax = m.max_occupancy(n)
-            cap_data = cap_data.at[:, l, t].set(jnp.where(kept, kmax if comp else n, 0.0))
-            ns = jnp.where(n > 0, n, 1.0)
-            dens = ed / ns
-            if comp:  # statistical vector-width correction for small compressed tiles
-                idx = jnp.where(dens >= 0.1, jnp.floor(dens / 0.1) - 1, 0).astype(jnp.int32)
-                thr = thr_tab[l][jnp.clip(idx, 0, 9)]
-                blk = arr["block"][l]
-                use = kept & (blk > 1) & (dens < 1.0) & (thr > jnp.floor(n / blk))
-                kp, pp = m.pmf(n)
-                tot = (jnp.ceil(kp / blk) * jnp.where(kp >= 1, pp, 0.0)).sum(-1)
-                naive = n * dens / blk
-                vec_ratio = vec_ratio.at[:, l, t].set(jnp.where(use & (naive > 0), tot / jnp.where(naive > 0, naive, 1.0), 1.0))
             if f is None:
                 continue
             codes = [c for c, _ in f[1]]
             Rl = len(codes)
             fo = fmts[(l, t)]
             fiber, sub = fo["fiber"][:, :Rl], fo["sub"][:, :Rl + 1]
-            units = metadata_given(m, codes, fiber, sub, n, k)  # [B, Rl, K, 2]
-            e = (units * pc[:, None, :, None]).sum(2)
-            e = jnp.where(kept[:, None, None], e, 0.0)
+            kl = kept[:, l]
+            units = metadata_given(m, codes, fiber, sub, n[:, l], k[:, l])  # [B, Rl, K, 2]
+            e = (units * pc[:, l, None, :, None]).sum(2)
+            e = jnp.where(kl[:, None, None], e, 0.0)
             E_md = E_md.at[:, l, t, :Rl].set(e)
-            ucap = metadata_given(m, codes, fiber, sub, n, kmax[:, None])[:, :, 0]  # [B, Rl, 2]
-            ucap = jnp.where(kept[:, None, None], ucap, 0.0)
+            ucap = metadata_given(m, codes, fiber, sub, n[:, l], kmax[:, l, None])[:, :, 0]  # [B, Rl, 2]
+            ucap = jnp.where(kl[:, None, None], ucap, 0.0)
             cap_md = cap_md.at[:, l, t, :Rl].set(jnp.ceil(ucap))
-            bits = (ucap * jnp.stack([arr["sp_md_bits"][l, t, :Rl], arr["sp_pl_bits"][l, t, :Rl]], -1)[None]).sum((1, 2))
-            cap_bits = cap_bits.at[:, l, t].set(jnp.ceil(bits))
+            wbits = jnp.stack([arr["sp_md_bits"][l, t, :Rl], arr["sp_pl_bits"][l, t, :Rl]], -1)[None]
+            cap_bits = cap_bits.at[:, l, t].set(jnp.ceil((ucap * wbits).sum((1, 2))))
             for op, cnt in (("read", reads), ("fill", fills), ("update", updates)):
-                ratio = cnt[:, l, t] / ns
+                ratio = cnt[:, l, t] / ns[:, l]
                 acc = jnp.ceil(e * ratio[:, None, None])
-                md_acc[op] = md_acc[op].at[:, l, t, :Rl].set(jnp.where(kept[:, None, None], acc, 0.0))
-    E_md_total = E_md.sum((-1, -2))
-    return {"E_data": E_data, "E_md": E_md, "E_md_total": E_md_total, "avg": avg, "cap_data": cap_data,
-            "cap_md": cap_md, "cap_bits": cap_bits, "md_acc": md_acc, "vec_ratio": vec_ratio}
+                md_acc[op] = md_acc[op].at[:, l, t, :Rl].set(jnp.where(kl[:, None, None], acc, 0.0))
+    del lid
+    st = lambda xs: jnp.stack(xs, 2)  # noqa: E731
+    return {"E_data": st(E_data), "E_md": E_md, "E_md_total": E_md.sum((-1, -2)), "avg": st(avg),
+            "cap_data": st(cap_data), "cap_md": cap_md, "cap_bits": cap_bits, "md_acc": md_acc,
+            "vec_ratio": st(vec_ratio)}
 
 
 # ----------------------------------------------------------------------------- combination
@@ -585,111 +578,95 @@ def occupancy(sp, static, arr, keep, parent, tile, fmts, models, reads, fills, u
 def combine(sp, static, keep, child, tile, occ, reads, fills, updates, gate, skip, prob, computes):
     """Compression, local SAF impact and propagation (Timeloop's CombineStorageOptimizationImpact).
 
+    A SAF at level l with probability p removes floor(x p) of the fills, reads and updates of
+    every inner level down to (and including) the next level with its own SAF, whose local
+    probability then acts as 1 - (1 - p_local) / (1 - p) on what is left; only the innermost
+    SAF of a read-only tensor reaches the computes. Each level is thus reduced by at most its
+    nearest SAF above, which makes the update elementwise over levels.
+
     Returns counts [B, L, T, 3 kinds, 3 ops] (kinds random/gated/skipped; ops read/fill/update),
     format counts [B, L, T, 9, R, 2], computes after eliminations, and per read-only operand
     whether a storage SAF reached the computes and its rounded probability."""
     B, L, T = keep.shape
     R = sp.R
-    data = jnp.zeros((B, L, T, 3, 3))
-    fmt = jnp.zeros((B, L, T, 9, R, 2))
-    gs_saf = {}
-    inner_p = {}
+    datas, fmts = [], []
+    gs_saf, inner_p = {}, {}
+    rid = jnp.arange(R)
     for t in range(T):
         rw = static.read_write[t]
-        md_eff = jnp.stack([keep[:, l, t] & (sp.format(l, t) is not None) for l in range(L)], 1)  # [B, L]
-        nr = jnp.stack([jnp.where(md_eff[:, l], sp.n_ranks(l, t), 0) for l in range(L)], 1)
+        md_static = np.array([sp.format(l, t) is not None for l in range(L)])
+        md_eff = keep[:, :, t] & jnp.asarray(md_static)[None]  # [B, L]
+        nr = jnp.where(md_eff, jnp.asarray([sp.n_ranks(l, t) for l in range(L)])[None], 0)
         n = jnp.where(keep[:, :, t], tile[:, :, t], 0.0)
-        ed = occ["E_data"][:, :, t] / jnp.where(n > 0, n, 1.0)
-        sp_ = 1.0 - ed
+        sparsity = 1.0 - occ["E_data"][:, :, t] / jnp.where(n > 0, n, 1.0)
         Rd, Fd, Ud = reads[:, :, t], fills[:, :, t], updates[:, :, t]
-        mR = jnp.where(md_eff, Rd - jnp.floor(Rd * sp_), Rd)
-        mF = jnp.where(md_eff, Fd - jnp.floor(Fd * sp_), Fd)
-        mU = jnp.where(md_eff & rw, Ud - jnp.floor(Ud * sp_), Ud)
+        mR = jnp.where(md_eff, Rd - jnp.floor(Rd * sparsity), Rd)
+        mF = jnp.where(md_eff, Fd - jnp.floor(Fd * sparsity), Fd)
+        mU = jnp.where(md_eff & rw, Ud - jnp.floor(Ud * sparsity), Ud)
         fR = occ["md_acc"]["read"][:, :, t]
         fF = occ["md_acc"]["fill"][:, :, t]
         fU = occ["md_acc"]["update"][:, :, t]
         has = gate[:, :, t] | skip[:, :, t]
         pr = prob[:, :, t]
-        fin = jnp.zeros((B, L), bool)
-        out_R = jnp.zeros((B, L, 3))
-        out_U = jnp.zeros((B, L, 3))
-        out_fmt = {o: jnp.zeros((B, L, 3, R, 2)) for o in ("read", "fill", "update")}
-        # child's metadata ranks bound the ranks a read can skip
-        ch = child[:, :, t]
-        n_child = jnp.stack([jnp.where(ch[:, l] >= 0, _sel(jnp.maximum(ch[:, l], 0), nr), nr[:, l]) for l in range(L)], 1)
-
-        def local(i, eff, state):
-            """ApplyLocalStorageSAFImpact at level i with probability eff (per batch), masked."""
-            mR, mU, fR, fU, mF, fF, outs, m = state
-            out_R, out_U, out_fmt = outs
-            R_, U_ = mR[:, i], mU[:, i]
-            dR = jnp.ceil(R_ * eff) if rw else jnp.floor(R_ * eff)
-            dU = jnp.floor(U_ * eff)
-            kind = jnp.where(gate[:, i, t], 1, 2)
-            ohk = (jnp.arange(3)[None] == kind[:, None])
-            newR = jnp.where(ohk, dR[:, None], 0.0).at[:, 0].set(R_ - dR)
-            newU = jnp.where(ohk, dU[:, None], 0.0).at[:, 0].set(U_ - dU)
-            out_R = out_R.at[:, i].set(jnp.where(m[:, None], newR, out_R[:, i]))
-            out_U = out_U.at[:, i].set(jnp.where(m[:, None], newU, out_U[:, i]))
-            rmask = (jnp.arange(R)[None] < n_child[:, i][:, None])[..., None]  # [B, R, 1]
-            dfr = jnp.where(rmask, jnp.floor(fR[:, i] * eff[:, None, None]), 0.0)
-            dfu = jnp.where(rmask, jnp.floor(fU[:, i] * eff[:, None, None]), 0.0)
-            for o, base, d in (("read", fR[:, i], dfr), ("update", fU[:, i], dfu)):
-                new = jnp.where(ohk[:, :, None, None], d[:, None], 0.0).at[:, 0].set(base - d)
-                out_fmt[o] = out_fmt[o].at[:, i].set(jnp.where(m[:, None, None, None], new, out_fmt[o][:, i]))
-            return out_R, out_U, out_fmt
-
-        comp_done = jnp.zeros((B,), bool)
-        comp_p = jnp.zeros((B,))
+        # nearest SAF level above each level (its probability p_src) and the source's rank count
+        src_p, src_on, src_nr1 = [None] * L, [None] * L, [None] * L
+        cur_on = jnp.zeros((B,), bool)
+        cur_p = jnp.zeros((B,))
+        cur_nr1 = jnp.zeros((B,), bool)
         for l in range(L - 1, -1, -1):
-            act = has[:, l]
-            p = pr[:, l]
-            walking = act
-            for i in range(l - 1, -1, -1):
-                w = walking
-                mF = mF.at[:, i].set(jnp.where(w, mF[:, i] - jnp.floor(mF[:, i] * p), mF[:, i]))
-                mR = mR.at[:, i].set(jnp.where(w, mR[:, i] - jnp.floor(mR[:, i] * p), mR[:, i]))
-                mU = mU.at[:, i].set(jnp.where(w, mU[:, i] - jnp.floor(mU[:, i] * p), mU[:, i]))
-                # Timeloop scales only rank 0 of the inner level, and only below a one-rank format
-                sc = w & md_eff[:, i] & md_eff[:, l] & (nr[:, l] == 1)
-                for arrf in ("fF", "fR"):
-                    cur = fF if arrf == "fF" else fR
-                    r0 = cur[:, i, 0]
-                    new = jnp.where(sc[:, None], r0 - jnp.floor(r0 * p[:, None]), r0)
-                    cur = cur.at[:, i, 0].set(new)
-                    if arrf == "fF":
-                        fF = cur
-                    else:
-                        fR = cur
-                loc = w & has[:, i]
-                eff = 1.0 - (1.0 - pr[:, i]) / jnp.where(1.0 - p != 0, 1.0 - p, 1.0)
-                out_R, out_U, out_fmt = local(i, eff, (mR, mU, fR, fU, mF, fF, (out_R, out_U, out_fmt), loc))
-                fin = fin.at[:, i].set(fin[:, i] | loc)
-                walking = w & ~has[:, i]
-            own = act & ~fin[:, l]
-            out_R, out_U, out_fmt = local(l, p, (mR, mU, fR, fU, mF, fF, (out_R, out_U, out_fmt), own))
-            fin = fin.at[:, l].set(fin[:, l] | own)
-            if not rw:
-                computes = jnp.where(walking, computes - jnp.floor(computes * p), computes)
-                comp_done = comp_done | walking
-                comp_p = jnp.where(walking, _round6(p), comp_p)
-        gs_saf[t] = comp_done
-        inner_p[t] = comp_p
-        # levels without a SAF keep their (propagated) counts as random
-        nos = ~has
-        out_R = jnp.where(nos[..., None], jnp.zeros((B, L, 3)).at[:, :, 0].set(mR), out_R)
-        out_U = jnp.where(nos[..., None], jnp.zeros((B, L, 3)).at[:, :, 0].set(mU), out_U)
-        for o, base in (("read", fR), ("update", fU)):
-            z = jnp.zeros((B, L, 3, R, 2)).at[:, :, 0].set(base)
-            out_fmt[o] = jnp.where(nos[..., None, None, None], z, out_fmt[o])
-        out_fmt["fill"] = jnp.zeros((B, L, 3, R, 2)).at[:, :, 0].set(fF)
-        out_Fk = jnp.zeros((B, L, 3)).at[:, :, 0].set(mF)
-        d = jnp.stack([out_R, out_Fk, out_U], -1)  # [B, L, 3 kinds, 3 ops]
-        data = data.at[:, :, t].set(jnp.where(keep[:, :, t][..., None, None], d, 0.0))
-        f9 = jnp.stack([out_fmt["read"], out_fmt["fill"], out_fmt["update"]], 3)  # [B, L, 3 kinds, 3 ops, R, 2]
-        f9 = f9.reshape(B, L, 9, R, 2)
-        fmt = fmt.at[:, :, t].set(jnp.where(md_eff[..., None, None, None], f9, 0.0))
-    return data, fmt, computes, gs_saf, inner_p
+            src_on[l], src_p[l], src_nr1[l] = cur_on, cur_p, cur_nr1
+            cur_on = cur_on | has[:, l]
+            cur_p = jnp.where(has[:, l], pr[:, l], cur_p)
+            cur_nr1 = jnp.where(has[:, l], md_eff[:, l] & (nr[:, l] == 1), cur_nr1)
+        on = jnp.stack(src_on, 1)
+        ps = jnp.stack(src_p, 1)
+        nr1 = jnp.stack(src_nr1, 1)
+        mF = jnp.where(on, mF - jnp.floor(mF * ps), mF)
+        mR = jnp.where(on, mR - jnp.floor(mR * ps), mR)
+        mU = jnp.where(on, mU - jnp.floor(mU * ps), mU)
+        # Timeloop scales only rank 0 of an inner level's format, and only below a one-rank format
+        sc = (on & md_eff & nr1)[..., None]
+        fF = fF.at[:, :, 0].set(jnp.where(sc, fF[:, :, 0] - jnp.floor(fF[:, :, 0] * ps[..., None]), fF[:, :, 0]))
+        fR = fR.at[:, :, 0].set(jnp.where(sc, fR[:, :, 0] - jnp.floor(fR[:, :, 0] * ps[..., None]), fR[:, :, 0]))
+        eff = jnp.where(on, 1.0 - (1.0 - pr) / jnp.where(ps != 1.0, 1.0 - ps, 1.0), pr)
+        eff = jnp.where(has, eff, 0.0)
+        dR = jnp.ceil(mR * eff) if rw else jnp.floor(mR * eff)
+        dU = jnp.floor(mU * eff)
+        kind = jnp.where(gate[:, :, t], 1, 2)[..., None] == jnp.arange(3)  # [B, L, 3]
+        kind = kind & has[..., None]
+
+        def split(x, dx):
+            return jnp.where(kind, dx[..., None], 0.0).at[..., 0].set(x - dx)
+
+        # ranks a read sends to the child (all of this level's ranks when the child is compute)
+        ch = child[:, :, t]
+        n_child = jnp.where(ch >= 0, jnp.take_along_axis(nr, jnp.maximum(ch, 0), axis=1), nr)
+        rmask = (rid[None, None] < n_child[..., None])[..., None]  # [B, L, R, 1]
+        dfr = jnp.where(rmask, jnp.floor(fR * eff[..., None, None]), 0.0)
+        dfu = jnp.where(rmask, jnp.floor(fU * eff[..., None, None]), 0.0)
+        kind4 = kind[..., None, None]
+        fsplit = lambda x, dx: jnp.where(kind4, dx[:, :, None], 0.0).at[:, :, 0].set(x - dx)  # noqa: E731
+        out_R, out_U = split(mR, dR), split(mU, dU)
+        out_F = jnp.zeros((B, L, 3)).at[..., 0].set(mF)
+        d = jnp.stack([out_R, out_F, out_U], -1)  # [B, L, 3 kinds, 3 ops]
+        datas.append(jnp.where(keep[:, :, t][..., None, None], d, 0.0))
+        f_fill = jnp.zeros((B, L, 3, R, 2)).at[:, :, 0].set(fF)
+        f9 = jnp.stack([fsplit(fR, dfr), f_fill, fsplit(fU, dfu)], 3).reshape(B, L, 9, R, 2)
+        fmts.append(jnp.where(md_eff[..., None, None, None], f9, 0.0))
+        # the innermost SAF of a read-only tensor eliminates computes
+        low_on = jnp.zeros((B,), bool)
+        low_p = jnp.zeros((B,))
+        for l in range(L - 1, -1, -1):
+            low_on = low_on | has[:, l]
+            low_p = jnp.where(has[:, l], pr[:, l], low_p)
+        if not rw:
+            computes = jnp.where(low_on, computes - jnp.floor(computes * low_p), computes)
+            gs_saf[t] = low_on
+            inner_p[t] = jnp.where(low_on, _round6(low_p), 0.0)
+        else:
+            gs_saf[t] = jnp.zeros((B,), bool)
+            inner_p[t] = jnp.zeros((B,))
+    return jnp.stack(datas, 2), jnp.stack(fmts, 2), computes, gs_saf, inner_p
 
 
 # ----------------------------------------------------------------------------- computes
