@@ -385,3 +385,38 @@ def test_spec_errors(tmp_path):
     with pytest.raises(SpecError) as err:  # several problems are reported together
         small(tmp_path, extra="cim_depth: 0\n          adc_conversion_scale: 2")
     assert len(err.value.problems) >= 2
+
+
+def test_attribute_expressions(tmp_path):
+    """Crossbar attributes may be expressions over the input's `variables`, like other components."""
+    arch = ARCH.format(extra="", mesh_y=4).replace("rows: 8", "rows: 2 * HALF")
+    (tmp_path / "a.yaml").write_text("variables: {HALF: 4}\n" + arch)
+    (tmp_path / "p.yaml").write_text(PROBLEM.format(C=6, densities=""))
+    (tmp_path / "m.yaml").write_text(MAPPING.format(C=6, xm=4, bm=2, tm=1, perm="CMRSNPQ", xt=1))
+    spec = load_spec(tmp_path / "a.yaml", tmp_path / "p.yaml", tmp_path / "m.yaml")
+    assert spec.analog.rows == 8
+    assert run(spec)[2]["dac_conversions"] == 288
+
+
+def test_neurosim_entries():
+    """hwcomponents-neurosim models as energy entries: NeuroSim's row-driver energy is linear in
+    the average input value, so it splits into a per-conversion part and a per-activity part.
+    Skipped unless a runnable NeuroSim is already there (building one takes ~35 s)."""
+    from jaxloop.energy import neurosim
+    from jaxloop.energy.analog import design_numbers, kind_energy
+    from jaxloop.spec.analog import crossbar_attributes
+
+    if not neurosim.available_without_build():
+        pytest.skip("no runnable NeuroSim yet (jaxloop builds one on first use)")
+    d = design_numbers(crossbar_attributes({"rows": 128, "columns": 128, "cell_bits": 2, "weight_bits": 16,
+                                            "input_bits": 16, "technology": "32nm"}, "x"))
+    e0, ev, area, src = kind_energy("row_driver", {"class": "NeuroSimArrayRowDrivers",
+                                                   "attributes": {"cell_config": "nvsim_RRAM.cell"}}, d, "x")
+    assert e0 > 0 and ev > 0 and area > 0 and "neurosim" in src
+    mid = neurosim.estimate("NeuroSimArrayRowDrivers", {"technology": "32nm", "global_cycle_seconds": 1e-9,
+                                                         "rows": 128, "cols": 128, "cols_active_at_once": 128,
+                                                         "cell_config": neurosim.cell_file("nvsim_RRAM.cell"),
+                                                         "average_cell_value": 0.5, "read_pulse_width": 1e-9,
+                                                         "adc_resolution": 8, "average_input_value": 0.5},
+                            ("read",), "x")
+    assert mid["energy"] == pytest.approx(e0 + 0.5 * ev, rel=1e-6)

@@ -124,18 +124,35 @@ def kind_energy(kind, entry, design, where):
     if "class" in entry:
         cls = str(entry["class"])
         attrs = _model_attrs(kind, cls, design, entry.get("attributes") or {})
-        res = estimate_primitive(cls, attrs, at)
-        actions = res["actions"]
         wanted = (entry["action"],) if entry.get("action") else DEFAULT_ACTIONS[kind]
-        name = next((a for a in wanted if a in actions), None)
-        if name is None:
-            raise SpecError(f"{at}: hwcomponents model for class {cls!r} has no action {list(wanted)} "
-                            f"(it has {sorted(actions)}); set action:")
         scale = float(entry.get("energy_scale", 1.0)) / float(entry.get("count", 1.0))
-        return (float(actions[name]) * scale, 0.0, float(res["area"]) * float(entry.get("area_scale", 1.0)),
-                f"{res['source']} {name}")
+        from jaxloop.energy import neurosim
+
+        if not neurosim.is_neurosim_class(cls):
+            res = estimate_primitive(cls, attrs, at)
+            name = _action(res, wanted, cls, at)
+            return (float(res["actions"][name]) * scale, 0.0, float(res["area"]) * float(entry.get("area_scale", 1.0)),
+                    f"{res['source']} {name}")
+        if "cell_config" in attrs:
+            attrs["cell_config"] = neurosim.cell_file(attrs["cell_config"])
+        # NeuroSim's energies are linear in the average input value (E_off + (E_on - E_off) * a_in):
+        # query a_in = 0 and 1 and charge the slope per unit of input activity (docs/analog.md).
+        value_kind = kind in ("dac", "row_driver", "cell") and "average_input_value" not in (entry.get("attributes")
+                                                                                           or {})
+        lo = neurosim.estimate(cls, {**attrs, "average_input_value": 0.0} if value_kind else attrs, wanted, at)
+        hi = neurosim.estimate(cls, {**attrs, "average_input_value": 1.0}, wanted, at) if value_kind else lo
+        e0, e1 = lo["energy"] * scale, hi["energy"] * scale
+        return e0, e1 - e0, lo["area"] * float(entry.get("area_scale", 1.0)), f"{lo['source']} {lo['action']}"
     return (float(entry.get("energy", 0.0)), float(entry.get("value_energy", 0.0)), float(entry.get("area", 0.0)),
             "table")
+
+
+def _action(res, wanted, cls, at):
+    name = next((a for a in wanted if a in res["actions"]), None)
+    if name is None:
+        raise SpecError(f"{at}: hwcomponents model for class {cls!r} has no action {list(wanted)} "
+                        f"(it has {sorted(res['actions'])}); set action:")
+    return name
 
 
 def design_numbers(a):

@@ -51,7 +51,8 @@ def spec_from_doc(doc, source, need_mapping=True, files=()):
     spec = Spec(parts["problem"], parts["architecture"], mapping, plain(doc), tuple(map(str, files)))
     from jaxloop.spec.analog import parse_analog
 
-    spec.analog = parse_analog(plain(doc["architecture"]), spec.arch, spec.workload, source.where)
+    spec.analog = parse_analog(plain(doc["architecture"]), spec.arch, spec.workload, source.where,
+                               plain(doc.get("variables") or {}))
     return spec
 
 

@@ -254,7 +254,31 @@ def _energy_entry(kind, v, where, p):
             p.add(at, f"{key} must be a number >= 0, got {x!r}")
 
 
-def parse_analog(arch_raw, arch, workload, where):
+def _resolve(attrs, variables, where, p):
+    """Numeric attributes written as expressions (`rows: 2 * ROWS`) evaluated over the
+    component's other attributes and the input's `variables`, as for other components."""
+    from jaxloop.energy.expr import ExprError, attribute_value
+
+    out = dict(attrs)
+
+    def lookup(name, depth=0):
+        for scope in (out, variables or {}):
+            if name in scope:
+                v = scope[name]
+                return attribute_value(v, lambda n: lookup(n, depth + 1)) if depth < 20 else v
+        raise KeyError(name)
+
+    for k in list(_INT_ATTRS) + list(_FLOAT_ATTRS) + ["global_cycle_seconds", "cell_area"]:
+        if isinstance(out.get(k), str):
+            try:
+                out[k] = attribute_value(out[k], lookup)
+            except (ExprError, KeyError) as e:
+                p.add(where, f"attribute {k}: cannot evaluate {out[k]!r} ({e})")
+                out.pop(k)
+    return out
+
+
+def parse_analog(arch_raw, arch, workload, where, variables=None):
     """The analog crossbar level of an architecture (or None for a digital design).
 
     Args:
@@ -262,6 +286,7 @@ def parse_analog(arch_raw, arch, workload, where):
         arch: the parsed `Arch` (storage levels innermost first, compute level).
         workload: the parsed `Workload`.
         where: `where(*key_path)` -> 'file:line: key.path' for messages.
+        variables: the input's top-level `variables:` (names for attribute expressions).
 
     Returns:
         AnalogSpec, or None when no component has class analog_crossbar.
@@ -284,6 +309,7 @@ def parse_analog(arch_raw, arch, workload, where):
         p.add(where(*found[1][1][4]), "only one analog_crossbar level is supported")
     idx, (raw_name, cls, a, own, path) = found[0]
     at = where(*path)
+    a = _resolve(a, variables, f"{at}.attributes", p)
     name = raw_name.split("[")[0].strip()
     if idx != len(leaves) - 2:
         p.add(at, "the analog_crossbar level must be the innermost storage level, directly above the analog_mac "
