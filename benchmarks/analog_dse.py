@@ -22,7 +22,7 @@ crossbar size recompiles. The best valid mapping by energy is reported per point
 ISAAC point the result is cross-checked against jaxloop.search.exhaustive.
 
 Output: benchmarks/results/analog_dse.json (every point: pJ/MAC total and by component, ADC
-energy per conversion, best mapping) and benchmarks/results/analog_dse.png (energy/MAC vs ADC
+energy per conversion, area of all crossbars with their periphery, best mapping) and benchmarks/results/analog_dse.png (energy/MAC vs ADC
 bits per crossbar size; the breakdown converters / array / buffers for 128 x 128).
 """
 
@@ -157,7 +157,8 @@ def run(args):
         for cpa in cpas:
             for bits in bits_list:
                 sp = load_point(base, layer_doc, n, cpa, bits)
-                static, arr = compile_spec(sp, tables_for(sp))
+                table = tables_for(sp)
+                static, arr = compile_spec(sp, table)
                 if static0 is None:
                     static0 = static
                 assert static == static0  # ADC numbers are traced: one compiled kernel per crossbar size
@@ -177,6 +178,7 @@ def run(args):
                             best_index=int(best), crossbars=a.crossbars, adc_rate_Hz=a.adc_rate,
                             adc_pJ_per_conversion=float(arr["an_e"][ENERGY_KINDS.index("adc")]),
                             required_adc_bits=a.required_adc_bits, eval_s=t_eval,
+                            crossbar_area_mm2=a.crossbars * table.area[a.name] / 1e6,
                             mapping={"rows": {d: int(m.spatial_x[0, i]) for i, d in enumerate(sp.workload.dims)
                                               if m.spatial_x[0, i] > 1},
                                      "columns": {d: int(m.spatial_y[0, i]) for i, d in enumerate(sp.workload.dims)
