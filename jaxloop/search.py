@@ -234,13 +234,15 @@ class Reduction:
                 self.best_values = cand
                 self.best_id = ids_of("best", None)
                 improved = True
-        ok = out["top_ok"]
-        if ok.any():
+        ok = np.nonzero(out["top_ok"])[0]
+        if len(ok):
+            n_old = len(self.top_ids)
             vals = np.concatenate([self.top_values, out["top_vals"][ok]])
-            ids = self.top_ids + ids_of("top", np.nonzero(ok)[0])
             order = np.lexsort(tuple(vals[:, j] for j in reversed(range(self.M))))[:self.topk]
+            new = [int(i) - n_old for i in order if i >= n_old]  # ids only for rows that make the list
+            new_ids = dict(zip(new, ids_of("top", ok[new]) if new else []))
             self.top_values = vals[order]
-            self.top_ids = [ids[i] for i in order]
+            self.top_ids = [self.top_ids[i] if i < n_old else new_ids[int(i) - n_old] for i in order]
         return improved
 
     def to_json(self):
@@ -327,6 +329,11 @@ class Evaluator:
         c = ms.constraints
         self.min_util = c.min_utilization
         self.total_fanout = float(np.prod([fx * fy for fx, fy in ms.fanout]))
+        devices = jax.local_devices()
+        self.sharding = None
+        if len(devices) > 1 and self.chunk % len(devices) == 0:  # one piece per core (or GPU)
+            self.sharding = jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(devices), ("mapping",)),
+                                                       jax.sharding.PartitionSpec("mapping"))
         self._range = jax.jit(self._step_range)
         self._idx = jax.jit(self._step_indices)
         self._gen = jax.jit(self._step_genome)
@@ -390,14 +397,21 @@ class Evaluator:
         return self._reduce(batch, stats, mask)
 
     # -- the three step kinds
+    def _spread(self, x):
+        """Split the mapping axis over the local devices."""
+        if self.sharding is None:
+            return x
+        return jax.lax.with_sharding_constraint(x, self.sharding)
+
     def _step_range(self, arrays, start, end):
-        idx = start + jnp.arange(self.chunk, dtype=jnp.int64)
+        idx = self._spread(start + jnp.arange(self.chunk, dtype=jnp.int64))
         mask = idx < end
         idx = jnp.where(mask, idx, start)
         out, _ = self._run(self.ms._decode_flat(arrays, idx), mask)
         return out
 
     def _step_indices(self, arrays, idx):
+        idx = self._spread(idx)
         mask = jnp.ones(idx.shape[0], bool)
         out, _ = self._run(self.ms._decode_flat(arrays, idx), mask)
         out["best_idx"] = idx[out["best_pos"]]
@@ -405,6 +419,8 @@ class Evaluator:
         return out
 
     def _step_genome(self, arrays, genome):
+        if genome[0].shape[0] % max(1, len(jax.local_devices())) == 0:
+            genome = tuple(self._spread(g) for g in genome)
         batch = self.ms._decode_genome(arrays, genome)
         B = batch.temporal.shape[0]
         mask = jnp.ones(B, bool)
@@ -490,7 +506,7 @@ def fingerprint(ms, objective, evaluator, algorithm):
     """What must match for a checkpoint to be resumed."""
     h = hashlib.sha256()
     h.update(json.dumps(ms.spec.doc, sort_keys=True, default=str).encode())
-    h.update(repr((ms.size, ms.describe()["factorizations_per_dim"], objective.names, objective.weights,
+    h.update(repr((ms.size, [t.shape[0] for t in ms.tables], objective.names, objective.weights,
                    evaluator.chunk, evaluator.topk, evaluator.keep_rows, algorithm, ms.prune_fanout)).encode())
     return h.hexdigest()
 
@@ -881,13 +897,56 @@ class _Genetics:
         return F, P, Bt
 
 
-def _rank_keys(out, obj):
-    """Sort keys (lexicographic, best first): invalid last by penalty, then objective values."""
-    st = np.asarray(out["status"])
-    invalid = st != 0
-    vals = np.asarray(out["fitness"])
-    pen = np.where(invalid, np.asarray(out["penalty"]) + (st >> UTILIZATION_BIT & 1), 0.0)
-    return invalid, pen, vals
+def _order(inv, pen, vals, dup_thin=True):
+    """Device: permutation sorting rows best first: valid before invalid (invalid by penalty),
+    then the objective values lexicographically; exact duplicates beyond two copies go last."""
+    keys = tuple(vals[:, j] for j in reversed(range(vals.shape[1]))) + (pen, inv)
+    order = jnp.lexsort(keys)
+    if not dup_thin:
+        return order
+    sv = jnp.concatenate([vals, pen[:, None]], axis=1)[order]
+    dup = jnp.concatenate([jnp.zeros(2, bool), (sv[2:] == sv[:-2]).all(axis=1)])
+    return order[jnp.argsort(dup, stable=True)]
+
+
+class _HybridFns:
+    """Jitted pieces of one generation (breed, survive), cached per Evaluator."""
+
+    def __init__(self, ms, ev, immigrants):
+        self.gen = _Genetics(ms)
+        self.ms = ms
+        self.n_imm = int(immigrants * ev.chunk)
+        self.fitness = jax.jit(self._fitness)
+        self.breed = jax.jit(self._breed)
+        self.survive = jax.jit(self._survive)
+
+    @staticmethod
+    def _fitness(out):
+        inv = out["status"] != 0
+        pen = jnp.where(inv, out["penalty"] + ((out["status"] >> UTILIZATION_BIT) & 1), 0.0)
+        return inv, pen, out["fitness"]
+
+    def _breed(self, key, pop, fit):
+        N = pop[0].shape[0]
+        order = _order(*fit, dup_thin=False)
+        rank = jnp.zeros(N, jnp.int32).at[order].set(jnp.arange(N, dtype=jnp.int32))
+        ks, kc, ki = jax.random.split(key, 3)
+        t = jax.random.randint(ks, (4, N), 0, N)
+        pa = jnp.where(rank[t[0]] < rank[t[1]], t[0], t[1])
+        pb = jnp.where(rank[t[2]] < rank[t[3]], t[2], t[3])
+        kids = self.gen.child(kc, tuple(g[pa] for g in pop), tuple(g[pb] for g in pop))
+        if self.n_imm:
+            imm = self.ms.random_genome(ki, self.n_imm)
+            kids = tuple(jnp.concatenate([i.astype(k.dtype), k[self.n_imm:]]) for k, i in zip(kids, imm))
+        return kids
+
+    @staticmethod
+    def _survive(pop, fit, kids, kfit):
+        N = pop[0].shape[0]
+        both = tuple(jnp.concatenate([g, k.astype(g.dtype)]) for g, k in zip(pop, kids))
+        f = tuple(jnp.concatenate([a, b]) for a, b in zip(fit, kfit))
+        sel = _order(*f)[:N]
+        return tuple(g[sel] for g in both), tuple(x[sel] for x in f)
 
 
 def hybrid(ms, static, karr, objective, *, population=1 << 12, topk=10, budget=None, time_limit=None,
@@ -895,13 +954,16 @@ def hybrid(ms, static, karr, objective, *, population=1 << 12, topk=10, budget=N
     """Evolutionary search over whole populations of genomes: tournament selection, uniform
     crossover, factor moves (a prime factor moved between two slots of one dimension, within the
     constraint boxes), loop swaps at order-carrying levels, bypass flips, random immigrants,
-    (mu + lambda) survival. Stops on budget, time, `patience` generations without a better best,
-    or `search_size` valid mappings. `init` (a genome) seeds the population."""
+    (mu + lambda) survival; a generation runs on device, only its reductions come back. Stops on
+    budget, time, `patience` generations without a better best (0: never), or `search_size`
+    valid mappings. `init` (a genome) seeds the population."""
     ev = evaluator or Evaluator(ms, static, karr, objective, topk, population)
     N = ev.chunk
     if budget is None and time_limit is None:
         budget = 2_000_000
-    gen = _Genetics(ms)
+    fns = getattr(ev, "_hybrid", None)
+    if fns is None or fns.n_imm != int(immigrants * N):
+        fns = ev._hybrid = _HybridFns(ms, ev, immigrants)
     red = Reduction(objective.M, ev.topk)
     key = jax.random.PRNGKey(seed)
     key, k0 = jax.random.split(key)
@@ -909,57 +971,36 @@ def hybrid(ms, static, karr, objective, *, population=1 << 12, topk=10, budget=N
     if init is not None:
         n = min(N, init[0].shape[0])
         pop = tuple(p.at[:n].set(jnp.asarray(i[:n]).astype(p.dtype)) for p, i in zip(pop, init))
-    child_fn = jax.jit(lambda k, a, b: gen.child(k, a, b))
     bar = _Progress(budget, progress, "hybrid", objective)
     t0 = time.time()
     stale, reason, interrupted = 0, "", False
 
     def merge(out):
-        out_h = _host(out, ev.topk)
-        ids = lambda k, r: tuple(np.asarray(g) for g in out_h["genome_best"]) if k == "best" else \
-            [tuple(np.asarray(g[out_h["top_pos"][i]]) for g in out_h["genome"]) for i in r]  # noqa
+        small = {k: out[k] for k in ("n", "n_valid", "best_ok", "best_vals", "best_pos", "vals", "hist_e", "hist_c",
+                                     "bits", "genome_best")}
+        out_h = _host(small, ev.topk)
+
+        def ids(kind, r):
+            if kind == "best":
+                return tuple(np.asarray(x) for x in out_h["genome_best"])
+            g = [np.asarray(x) for x in out["genome"]]
+            return [tuple(x[int(out_h["top_pos"][i])] for x in g) for i in r]
         improved = red.merge(objective, out_h, ids)
         bar.update(int(out_h["n"]), red)
-        return out_h, improved
+        return improved
 
     stop = _StopFlag().__enter__()
     try:
-        out, _ = merge(ev.genome(pop))
-        inv, pen, vals = _rank_keys(out, objective)
+        out = ev.genome(pop)
+        fit = fns.fitness(out)
+        merge(out)
         while True:
-            key, ks, kc, ki = jax.random.split(key, 4)
-            # tournament selection on rank (lower = better)
-            order = np.lexsort(tuple(vals[:, j] for j in reversed(range(vals.shape[1]))) + (pen, inv))
-            rank = np.empty(N, np.int64)
-            rank[order] = np.arange(N)
-            t = np.asarray(jax.random.randint(ks, (4, N), 0, N))
-            pa = np.where(rank[t[0]] < rank[t[1]], t[0], t[1])
-            pb = np.where(rank[t[2]] < rank[t[3]], t[2], t[3])
-            A = tuple(g[pa] for g in pop)
-            Bp = tuple(g[pb] for g in pop)
-            kids = child_fn(kc, A, Bp)
-            n_imm = int(immigrants * N)
-            if n_imm:
-                imm = ms.random_genome(ki, n_imm)
-                kids = tuple(k.at[:n_imm].set(i.astype(k.dtype)) for k, i in zip(kids, imm))
-            kout, improved = merge(ev.genome(kids))
-            kinv, kpen, kvals = _rank_keys(kout, objective)
-            # (mu + lambda) survival, duplicates of the same fitness thinned by index order
-            allv = np.concatenate([vals, kvals])
-            allp = np.concatenate([pen, kpen])
-            alli = np.concatenate([inv, kinv])
-            keys = tuple(allv[:, j] for j in reversed(range(allv.shape[1]))) + (allp, alli)
-            order = np.lexsort(keys)
-            # drop exact duplicates of (values, penalty) beyond the first two copies
-            sv = np.concatenate([allv, allp[:, None]], axis=1)[order]
-            dup = np.zeros(len(order), bool)
-            dup[2:] = (sv[2:] == sv[:-2]).all(axis=1)
-            order = np.concatenate([order[~dup], order[dup]])[:N]
-            both = tuple(jnp.concatenate([g, k.astype(g.dtype)]) for g, k in zip(pop, kids))
-            sel = jnp.asarray(order)
-            pop = tuple(g[sel] for g in both)
-            vals, pen, inv = allv[order], allp[order], alli[order]
-            stale = 0 if improved else stale + 1
+            key, kb = jax.random.split(key)
+            kids = fns.breed(kb, pop, fit)
+            kout = ev.genome(kids)
+            kfit = fns.fitness(kout)
+            pop, fit = fns.survive(pop, fit, kids, kfit)
+            stale = 0 if merge(kout) else stale + 1
             if budget is not None and red.evaluated >= budget:
                 reason = f"budget ({budget} mappings)"
             elif time_limit is not None and time.time() - t0 >= time_limit:
