@@ -566,7 +566,7 @@ def exhaustive(ms, static, karr, objective, *, chunk=1 << 14, topk=10, keep_all=
                         rows[k].append(z[k])
                 saved_parts = list(state.get("row_parts", []))
                 saved_rows = sum(len(r) for r in rows["index"])
-            print(f"resuming from checkpoint {ck} at index {start:,} of {end:,}")
+            print(f"resuming from checkpoint {ck} at index {start:,} of {end:,}", flush=True)
         elif state:
             print(f"note: checkpoint {ck} is for a different run; starting over")
     bar = _Progress(end, progress, "exhaustive", objective, initial=start)

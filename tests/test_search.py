@@ -172,30 +172,41 @@ def _map_cmd(out, extra=()):
             str(out / "run.ckpt"), "--checkpoint-every", "0", "--keep-all", *extra]
 
 
-def test_sigkill_and_resume(tmp_path):
-    """kill -9 in the middle of an exhaustive run; the same command resumes from the checkpoint
-    and ends with the same best mapping as an uninterrupted run."""
-    env = SUB_ENV
-    full = full_run("null")  # compiles the step the subprocesses load from the shared cache
-    ck = tmp_path / "run.ckpt"
-    proc = subprocess.Popen(_map_cmd(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    killed_at = None
+def _run_until(cmd, ck, at, sig, env):
+    """Start `cmd`, send `sig` once its checkpoint reaches index `at`; returns (returncode, output, next)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    sent = None
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         try:
             state = json.loads(ck.read_text())
         except (OSError, ValueError):
             state = None
-        if state and int(state["next"]) >= 40 * CHUNK:
-            proc.send_signal(signal.SIGKILL)
-            killed_at = int(state["next"])
+        if state and int(state["next"]) >= at:
+            proc.send_signal(sig)
+            sent = int(state["next"])
             break
         time.sleep(0.02)
-    proc.wait()
-    assert killed_at is not None, proc.stdout.read().decode()[-2000:]
-    assert proc.returncode == -signal.SIGKILL
+    out = proc.communicate(timeout=120)[0].decode()
+    assert sent is not None, out[-2000:]
+    return proc.returncode, out, sent
+
+
+def test_sigkill_and_resume(tmp_path):
+    """Ctrl-C stops cleanly and leaves the checkpoint; kill -9 in the middle of the resumed run;
+    the same command then resumes once more and ends with the same best mapping as an
+    uninterrupted run."""
+    env = SUB_ENV
+    full = full_run("null")  # compiles the step the subprocesses load from the shared cache
+    ck = tmp_path / "run.ckpt"
+    rc, out, at = _run_until(_map_cmd(tmp_path), ck, 20 * CHUNK, signal.SIGINT, env)
+    assert rc == 130 and "interrupted: checkpoint left" in out, out[-2000:]
+    first = int(json.loads(ck.read_text())["next"])
+    assert first >= at
+    rc, out, at = _run_until(_map_cmd(tmp_path), ck, first + 40 * CHUNK, signal.SIGKILL, env)
+    assert rc == -signal.SIGKILL and "resuming from checkpoint" in out
     state = json.loads(ck.read_text())  # the checkpoint survived the kill intact
-    assert 0 < int(state["next"]) < 263_360
+    assert first < int(state["next"]) < 263_360
     out = subprocess.run(_map_cmd(tmp_path), capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "resuming from checkpoint" in out.stdout
@@ -226,6 +237,26 @@ def test_map_command_size_and_outputs(tmp_path):
     assert ds.sizes["mapping"] == 5 and (ds.status.values == 0).all()
     assert ds.attrs["search_algorithm"] == "exhaustive" and int(ds.attrs["search_evaluated"]) == 64
     assert float(ds.energy.values[0]) == pytest.approx(json.loads((tmp_path / "m.json").read_text())["energy_pJ"])
+
+
+def test_utilization_constraint_flags_mappings():
+    """type: utilization (min parallelism) is checked per mapping and counted as invalid."""
+    from jaxloop.constraints import parse_constraints
+    from jaxloop.spec import load_spec
+
+    d = TIMELOOP_REF / "ed-simple_weight_stationary"
+    spec = load_spec(d / "input.yaml", need_mapping=False)
+    c = parse_constraints(spec, extra_sections=[("test", {"targets": [{"type": "utilization", "min": 0.5,
+                                                                        "target": spec.arch.names[0]}]})])
+    assert c.min_utilization == 0.5
+    ms = Mapspace(spec, c)
+    static, karr = compile_spec(spec, load_tables(d / "ERT.yaml", d / "ART.yaml"))
+    ev = Evaluator(ms, static, karr, Objective.parse(spec, "energy"))
+    b = ms.decode(np.random.default_rng(0).integers(0, ms.size, 64))
+    fake = type("S", (), {"status": np.zeros(64, np.int64)})
+    st = np.asarray(ev._status(b, fake))
+    used = np.prod((np.asarray(b.spatial_x) * np.asarray(b.spatial_y)).reshape(64, -1), axis=1) / 256
+    assert ((st >> 16 & 1) == (used < 0.5)).all() and (used < 0.5).any()
 
 
 # ------------------------------------------------------------------------------ random, hybrid
