@@ -135,6 +135,12 @@ def to_dataset(spec, static, stats, batch, attrs=None, *, table=None, index=None
                     "temporal loop order, innermost first: index into the dim coordinate"),
         "keep": var((m, lv, ds), np.asarray(batch.keep).astype(bool), "1", "dataspace kept at the level"),
     }
+    analog = getattr(static, "analog", None) is not None  # crossbar converter terms (docs/analog.md)
+    if analog:
+        data["converter_counts"] = var((m, "converter_count"), s["converter_counts"], "1",
+                                       "analog crossbar actions, all crossbars")
+        data["converter_energy"] = var((m, "converter_kind"), s["converter_energy"], "pJ",
+                                       "analog converter and cell energy, all crossbars (in energy)")
     bounds = np.asarray(spec.workload.bounds, np.int64)
     coords = {
         m: (m, np.arange(B, dtype=np.int64)),
@@ -145,6 +151,11 @@ def to_dataset(spec, static, stats, batch, attrs=None, *, table=None, index=None
         "loop": ("loop", np.arange(D, dtype=np.int64)),
         "bound": (dm, bounds, {"units": "1", "long_name": "dimension bound (0: the layer lacks this dimension)"}),
     }
+    if analog:
+        from jaxloop.model.converters import COUNTS, ENERGY_KINDS
+
+        coords["converter_count"] = ("converter_count", list(COUNTS))
+        coords["converter_kind"] = ("converter_kind", list(ENERGY_KINDS))
     if index is not None:
         coords["mapspace_index"] = (m, np.asarray(index, np.int64), {"long_name": "index in the mapspace"})
     assert counts.shape[1:] == (L, T, 3) and batch.temporal.shape[1:] == (L, D)

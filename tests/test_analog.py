@@ -420,3 +420,17 @@ def test_neurosim_entries():
                                                          "adc_resolution": 8, "average_input_value": 0.5},
                             ("read",), "x")
     assert mid["energy"] == pytest.approx(e0 + 0.5 * ev, rel=1e-6)
+
+
+def test_results_dataset_has_converters(tmp_path):
+    """The xarray results of an analog design carry the converter counts and energies."""
+    from jaxloop.results import read_dataset, to_dataset, write_dataset
+
+    spec = small(tmp_path)
+    table = tables_for(spec)
+    static, st = evaluate_one(spec, table)
+    ds = to_dataset(spec, static, st, MappingBatch.from_mappings([spec.mapping]), table=table)
+    write_dataset(ds, tmp_path / "r.h5")
+    back = read_dataset(tmp_path / "r.h5")
+    assert float(back.converter_counts.sel(converter_count="adc_conversions")[0]) == 384
+    assert float(back.converter_energy.sel(converter_kind="adc")[0]) == pytest.approx(384.0)
