@@ -52,7 +52,6 @@ def compile_sparse(spec, table, arrays, charge_skipped_metadata_as_actual=False)
         fanout=tuple(arch.fanout(i)[0] * arch.fanout(i)[1] > 1 for i in range(L)),
         density_kind=tuple(kinds), formats=formats, R=R, safs=safs,
         compute_gating=sp.compute_gating, compute_skipping=sp.compute_skipping,
-        charge_skipped_metadata_as_actual=charge_skipped_metadata_as_actual,
         decompression_supported=sp.decompression_supported, compression_supported=sp.compression_supported)
     md_bits = np.zeros((L, T, R))
     pl_bits = np.zeros((L, T, R))
@@ -93,5 +92,6 @@ def compile_sparse(spec, table, arrays, charge_skipped_metadata_as_actual=False)
         "sp_vw_threshold": thr,
         "sp_e": e,
         "sp_e_compute": np.array(ec, np.float64),
+        "sp_charge_skipped_metadata_as_actual": np.float64(1.0 if charge_skipped_metadata_as_actual else 0.0),
     }
     return static, out

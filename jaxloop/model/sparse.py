@@ -42,9 +42,9 @@ Notes where this departs from (or pins down) Timeloop:
   (Timeloop 74ae30b copies the updates there, which zeroes them for read-only tensors).
   Neither case occurs in the reference cases.
 * `skipping_spatial` (spatial skipping) is not modelled; such a spec is rejected at compile.
-* `charge_skipped_metadata_as_actual` (SparseStatic flag, off by default) charges skipped
-  metadata reads at the random metadata-read energy, as the MICRO'22 artifact's Timeloop
-  build did (SPEC A3.6 / A6.3).
+* `arr["sp_charge_skipped_metadata_as_actual"]` (traced 0/1, default 0; also a SparseStatic
+  flag) charges skipped metadata reads at the random metadata-read energy, as the MICRO'22
+  artifact's Timeloop build did (SPEC A3.6 / A6.3). Set it with `with_artifact_charging(arr)`.
 """
 
 from dataclasses import dataclass
@@ -127,22 +127,20 @@ class Nest:
 
     def __init__(self, fanout, temporal, spatial, perm):
         B, L, D = temporal.shape
+        tbound = jnp.take_along_axis(temporal, perm, axis=2)  # [B, L, D] temporal bounds in loop order
         dims, bounds, sp, lv = [], [], [], []
         for l in range(L):
             if fanout[l]:
-                for d in range(D):
-                    dims.append(jnp.full((B,), d, jnp.int32))
-                    bounds.append(spatial[:, l, d])
-                    sp.append(True)
-                    lv.append(l)
-            for j in range(D):
-                dj = perm[:, l, j]
-                dims.append(dj)
-                bounds.append(jnp.take_along_axis(temporal[:, l], dj[:, None], axis=1)[:, 0])
-                sp.append(False)
-                lv.append(l)
-        self.dim = jnp.stack(dims, 1)
-        self.bound = jnp.stack(bounds, 1)
+                dims.append(jnp.broadcast_to(jnp.arange(D, dtype=perm.dtype)[None], (B, D)))
+                bounds.append(spatial[:, l])
+                sp += [True] * D
+                lv += [l] * D
+            dims.append(perm[:, l])
+            bounds.append(tbound[:, l])
+            sp += [False] * D
+            lv += [l] * D
+        self.dim = jnp.concatenate(dims, 1)
+        self.bound = jnp.concatenate(bounds, 1)
         self.spatial = np.array(sp)
         self.level = np.array(lv)
         self.N, self.L, self.D, self.B = len(sp), L, D, B
@@ -745,8 +743,9 @@ def storage_energy(sp, arr, data, fmt, occ, keep, tile, instances, dec):
     e_data = jnp.stack([e[:, A[f"{k}_{o}"]] for k in ("random", "gated", "skipped") for o in ("read", "fill", "update")], -1)
     e_data = e_data.reshape(L, 3, 3)
     e_md = jnp.stack([e[:, A[f"{k}_metadata_{o}"]] for k in ("random", "gated", "skipped") for o in ("read", "fill", "update")], -1)
-    if sp.charge_skipped_metadata_as_actual:
-        e_md = e_md.at[:, 2 * 3 + 0].set(e[:, A["random_metadata_read"]])
+    # the MICRO'22 artifact's Timeloop charged skipped metadata reads at the random metadata-read energy
+    charge = (arr["sp_charge_skipped_metadata_as_actual"] > 0) | sp.charge_skipped_metadata_as_actual
+    e_md = e_md.at[:, 2 * 3 + 0].set(jnp.where(charge, e[:, A["random_metadata_read"]], e_md[:, 2 * 3 + 0]))
     per_inst = ((vec * e_data[None, :, None]).sum((-1, -2)) + (md_vec * e_md[None, :, None]).sum(-1)
                 + dec[..., 0] * e[None, :, None, A["decompression_count"]]
                 + dec[..., 1] * e[None, :, None, A["compression_count"]])
@@ -838,6 +837,12 @@ def apply(sp, static, arr, dense):
             "format_fail": fmt_fail | saf_bad, "unsupported": unsupported, "data_capacity": occ["cap_data"],
             "format_capacity": occ["cap_md"], "avg": occ["avg"], "dec": dec, "E_data": occ["E_data"],
             "gate": gate, "skip": skip, "prob": prob}
+
+
+def with_artifact_charging(arr, on=True):
+    """Arrays that charge skipped metadata reads at the actual metadata-read energy (the
+    MICRO'22 Sparseloop artifact's behaviour); no recompilation."""
+    return dict(arr, sp_charge_skipped_metadata_as_actual=np.float64(1.0 if on else 0.0))
 
 
 def extend_stats(static, arr, st, d):
