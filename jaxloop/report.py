@@ -17,11 +17,14 @@ from jaxloop.energy.ert import component_name
 from jaxloop.model.status import reasons
 
 ACTIONS = ("reads", "fills", "updates")
+_SPARSE_COUNTS = ("actual_reads", "gated_reads", "skipped_reads", "actual_fills", "gated_fills", "skipped_fills",
+                  "actual_updates", "gated_updates", "skipped_updates", "metadata_reads", "metadata_fills",
+                  "metadata_updates")
 
 
 def _row(stats, i):
     """Row i of every Stats field as numpy (host) values."""
-    return {f: np.asarray(getattr(stats, f))[i] for f in stats._fields}
+    return {f: np.asarray(getattr(stats, f))[i] for f in stats._fields if getattr(stats, f) is not None}
 
 
 def _count(x):
@@ -69,6 +72,9 @@ def stats_json(spec, static, stats, i=0, keep=None):
                 "utilized_instances": _count(row["instances"][l]),
                 "energy_pJ": float(row["energy_ds"][l, t]),
             }
+            for f in _SPARSE_COUNTS:  # Sparseloop split (jaxloop/model/sparse.py); reads etc. are algorithmic
+                if f in row:
+                    levels[n][ds][f] = _count(row[f][l, t])
     out = {
         "energy_pJ": float(row["energy"]),
         "cycles": _count(row["cycles"]),
@@ -78,6 +84,9 @@ def stats_json(spec, static, stats, i=0, keep=None):
         "levels": levels,
         "status": reasons(int(row["status"])),
     }
+    for f in ("algorithmic_computes", "actual_computes", "gated_computes", "skipped_computes"):
+        if f in row:
+            out[f] = _count(row[f])
     if getattr(static, "analog", None) is not None:  # analog crossbar design: converter counts and energies
         from jaxloop.model.converters import converters_json
 

@@ -314,3 +314,19 @@ def test_spec_errors_name_the_key(tmp_path):
     msg = str(e.value)
     assert "bad.yaml:" in msg and "format" in msg and "XYZ" in msg and "hopping" in msg
     assert "sparse_optimizations.targets[0].representation_format.data_spaces[0].ranks[0].format" in msg
+
+
+def test_stats_json_has_sparse_fields():
+    from jaxloop.report import stats_json
+
+    spec, static, _ = _case("sl-01.2.3-SCDU-dot-product")
+    d = TIMELOOP_REF / "sl-01.2.3-SCDU-dot-product"
+    st, arr = compile_spec(spec, load_tables(d / "ERT.yaml"))
+    stats = _jit(st, arr, MappingBatch.from_mappings([spec.mapping]))
+    js = stats_json(spec, static, stats, keep=spec.mapping.keep)
+    assert (js["algorithmic_computes"], js["actual_computes"], js["gated_computes"], js["skipped_computes"]) == (16, 4, 0, 0)
+    a, b = js["levels"]["Buffer"]["A"], js["levels"]["Buffer"]["B"]
+    assert (a["reads"], a["actual_reads"], a["metadata_reads"]) == (16, 4, 4)
+    assert (b["actual_reads"], b["skipped_reads"], b["gated_reads"]) == (4, 12, 0)
+    assert {"gated_fills", "skipped_fills", "gated_updates", "skipped_updates", "metadata_fills",
+            "metadata_updates"} <= set(b)
