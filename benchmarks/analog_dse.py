@@ -22,8 +22,9 @@ crossbar size recompiles. The best valid mapping by energy is reported per point
 ISAAC point the result is cross-checked against jaxloop.search.exhaustive.
 
 Output: benchmarks/results/analog_dse.json (every point: pJ/MAC total and by component, ADC
-energy per conversion, area of all crossbars with their periphery, best mapping) and benchmarks/results/analog_dse.png (energy/MAC vs ADC
-bits per crossbar size; the breakdown converters / array / buffers for 128 x 128).
+energy per conversion, area of all crossbars with their periphery, best mapping) and
+benchmarks/results/analog_dse.png (energy/MAC vs ADC bits per crossbar size; the breakdown
+converters / array / buffers for 128 x 128).
 """
 
 import argparse
@@ -230,7 +231,8 @@ def plot(points, path):
     for ci, n in enumerate(sizes):
         cpas = sorted({p["columns_per_adc"] for p in points if p["n"] == n}, reverse=True)
         for li, cpa in enumerate(cpas):
-            pts = sorted((p for p in points if p["n"] == n and p["columns_per_adc"] == cpa), key=lambda p: p["adc_bits"])
+            pts = sorted((p for p in points if p["n"] == n and p["columns_per_adc"] == cpa),
+                         key=lambda p: p["adc_bits"])
             ax0.plot([p["adc_bits"] for p in pts], [p["pJ_per_MAC"] for p in pts], marker="o",
                      linestyle=("-", "--", ":")[li % 3], color=colors[ci % len(colors)],
                      label=f"{n}x{n}, {cpa} col/ADC")
@@ -247,7 +249,8 @@ def plot(points, path):
     x = np.array([p["adc_bits"] for p in pts])
     bottom = np.zeros(len(pts))
     for key, label in (("converters_pJ_per_MAC", "converters (ADC, DAC, S&H, shift-add)"),
-                       ("array_pJ_per_MAC", "array (cells)"), ("buffers_pJ_per_MAC", "buffers (registers, eDRAM, DRAM)")):
+                       ("array_pJ_per_MAC", "array (cells)"),
+                       ("buffers_pJ_per_MAC", "buffers (registers, eDRAM, DRAM)")):
         v = np.array([p[key] for p in pts])
         ax1.bar(x, v, bottom=bottom, label=label)
         bottom += v

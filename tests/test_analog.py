@@ -15,7 +15,6 @@ from jaxloop.energy.analog import murmann_adc
 from jaxloop.energy.tables import tables_for
 from jaxloop.errors import SpecError
 from jaxloop.mapspace import MappingBatch
-from jaxloop.model import converters
 from jaxloop.model.converters import COUNTS, ENERGY_KINDS, rule_violations, slice_statistics
 from jaxloop.model.evaluate import evaluate, evaluate_one
 from jaxloop.model.status import reasons
@@ -310,8 +309,9 @@ def test_value_dependent_energy(tmp_path):
                   "r_off: 10000, read_voltage: 0.5, read_pulse_seconds: 1.0e-09}}"
     out = []
     for skip in ("false", "true"):
-        text = ARCH.replace("{{adc: 1.0, dac: 0.01, row_driver: 0.003, cell: 0.001, sample_hold: 0.002, shift_add: 0.05,\n"
-                            "                    zero_gate: 0.02}}", arch_energy.replace("{", "{{").replace("}", "}}"))
+        old = ("{{adc: 1.0, dac: 0.01, row_driver: 0.003, cell: 0.001, sample_hold: 0.002, shift_add: 0.05,\n"
+               "                    zero_gate: 0.02}}")
+        text = ARCH.replace(old, arch_energy.replace("{", "{{").replace("}", "}}"))
         (tmp_path / "arch.yaml").write_text(text.format(extra=extra.replace("SKIP", skip), mesh_y=4))
         (tmp_path / "prob.yaml").write_text(PROBLEM.format(C=6, densities=""))
         (tmp_path / "map.yaml").write_text(MAPPING.format(C=6, xm=4, bm=2, tm=1, perm="CMRSNPQ", xt=1))

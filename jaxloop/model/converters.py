@@ -243,7 +243,8 @@ def converters_text(counts, energy, computes):
     lines = ["Analog converters", "-----------------"]
     lines += [f"    {name:<22} : {js[name]}" for name in COUNTS]
     per = 1000.0 / computes if computes else float("nan")
-    lines += [f"    {k + ' energy':<22} : {e:.2f} pJ ({e * per:.2f} fJ/Compute)" for k, e in js["energy_pJ"].items()]
+    lines += [f"    {(k if k != 'total' else 'all converters') + ' energy':<22} : {e:.2f} pJ "
+              f"({e * per:.2f} fJ/Compute)" for k, e in js["energy_pJ"].items()]
     return lines
 
 
