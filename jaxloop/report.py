@@ -45,12 +45,15 @@ def stats_json(spec, static, stats, i=0, keep=None):
     energy_pJ, cycles, computes, utilization; pj_per_compute {level: pJ/compute incl. leakage,
     ..., compute level: pJ/compute, Total}; levels {level: {dataspace: {reads, fills, updates
     (per instance), utilized_instances, energy_pJ}}} for the dataspaces each level keeps;
-    status (readable reasons, empty when valid).
+    status (readable reasons, empty when valid). Designs with sparse_optimizations also get, per
+    level and dataspace, actual/gated/skipped reads, fills, updates and metadata_reads/fills/updates
+    (format units), and top-level algorithmic/actual/gated/skipped computes.
 
     `keep` ([L, T] bool, e.g. `batch.keep[i]`) names the kept dataspaces; without it they are
     inferred from the counts (a kept dataspace always has some reads, fills or updates).
     """
     row = _row(stats, i)
+    sparse = getattr(static, "sparse", None) is not None  # sparse_optimizations declared
     computes = float(row["computes"])
     per = (lambda e: float(e) / computes) if computes > 0 else (lambda e: math.nan)
     level_energy = row["energy_ds"].sum(axis=-1) + row["leak"]
@@ -72,9 +75,8 @@ def stats_json(spec, static, stats, i=0, keep=None):
                 "utilized_instances": _count(row["instances"][l]),
                 "energy_pJ": float(row["energy_ds"][l, t]),
             }
-            for f in _SPARSE_COUNTS:  # Sparseloop split (jaxloop/model/sparse.py); reads etc. are algorithmic
-                if f in row:
-                    levels[n][ds][f] = _count(row[f][l, t])
+            if sparse:  # Sparseloop split (jaxloop/model/sparse.py); reads etc. above are algorithmic
+                levels[n][ds].update({f: _count(row[f][l, t]) for f in _SPARSE_COUNTS})
     out = {
         "energy_pJ": float(row["energy"]),
         "cycles": _count(row["cycles"]),
@@ -84,9 +86,9 @@ def stats_json(spec, static, stats, i=0, keep=None):
         "levels": levels,
         "status": reasons(int(row["status"])),
     }
-    for f in ("algorithmic_computes", "actual_computes", "gated_computes", "skipped_computes"):
-        if f in row:
-            out[f] = _count(row[f])
+    if sparse:
+        out.update({f: _count(row[f]) for f in ("algorithmic_computes", "actual_computes", "gated_computes",
+                                                "skipped_computes")})
     if getattr(static, "analog", None) is not None:  # analog crossbar design: converter counts and energies
         from jaxloop.model.converters import converters_json
 
