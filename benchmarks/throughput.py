@@ -10,7 +10,6 @@ compiled shape). Prints a table and writes benchmarks/results/throughput-<device
 """
 
 import argparse
-import itertools
 import json
 import platform
 import time

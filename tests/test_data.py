@@ -1,7 +1,6 @@
 """The shipped data: every architecture and workload loads; workloads are what generate.py writes;
 architecture constraints agree with the mappings Timeloop's mapper chose for the same designs."""
 
-import os
 import re
 import runpy
 from math import prod
@@ -20,7 +19,7 @@ from jaxloop.spec import Mapping
 DATA = Path(__file__).resolve().parents[1] / "data"
 ARCHS = sorted(p for p in (DATA / "arch").glob("*.yaml") if not p.name.endswith(("ERT.yaml", "ART.yaml")))
 NETWORKS = sorted(p.parent for p in (DATA / "workloads").glob("*/network.yaml"))
-REF = Path(os.environ.get("JAXLOOP_TIMELOOP_REF", "/work/shared/reference/timeloop"))
+from conftest import TIMELOOP_REF as REF  # noqa: E402
 CNN = DATA / "workloads" / "vgg16" / "conv3_2.yaml"
 # MACs per inference (batch 1), from the networks' papers / torchvision's model summaries.
 MACS = {"alexnet": 714_188_480, "vgg16": 15_470_264_320, "resnet50": 4_089_184_256,
@@ -152,8 +151,7 @@ def _violations(constraints, spec):
                                   "simple_output_stationary"])
 def test_constraints_admit_the_mappers_choice(name):
     case = REF / f"ed-{name}"
-    if not case.is_dir():
-        pytest.skip(f"reference case not found: {case}")
+    assert case.is_dir(), f"reference case not found: {case}"
     spec = jaxloop.load_spec(case / "input.yaml")
     doc = _yaml.load((DATA / "arch" / f"{name}.yaml").read_text())
     assert doc["architecture"] == _yaml.load((case / "input.yaml").read_text())["architecture"]

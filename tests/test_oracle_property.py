@@ -53,7 +53,6 @@ def problems(draw):
     D, T = len(dims), len(spaces)
     # mesh grows toward the MACs: fanout (fx, fy) below each level
     fan = [(draw(st.sampled_from([1, 1, 2, 3, 4])), draw(st.sampled_from([1, 1, 2]))) for _ in range(L)]
-    mesh = [(1, 1)] * (L + 1)  # index L = outermost parent; mesh[i] for storage i, mesh[-1]... build top-down
     mx, my = 1, 1
     meshes = []
     for i in reversed(range(L)):

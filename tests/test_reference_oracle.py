@@ -1,12 +1,10 @@
 """The slow oracle (jaxloop.reference) against Timeloop's own output, field by field.
 
-Every dense reference case under /work/shared/reference/timeloop (tl*, tla-*, ed-* except the
+Every dense reference case under ../shared/reference/timeloop (tl*, tla-*, ed-* except the
 sparse tensor core) is evaluated and each level/dataspace's Utilized capacity, Partition size,
 Scalar reads/fills/updates (per-instance) and Utilized instances must equal Timeloop's exactly.
 """
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -1,8 +1,6 @@
 """jaxloop.report against Timeloop's own stats file for one reference case (tl03, bypass)."""
 
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -106,10 +106,8 @@ class Attributes:
 
     def evaluate(self, text, what, extra=None):
         """Evaluate expression `text` (e.g. an energy_scale) in this component's context."""
-        lookup = self.lookup
-        if extra:
-            def lookup(name):
-                return extra[name] if name in extra else self.lookup(name)
+        def lookup(name):
+            return extra[name] if extra and name in extra else self.lookup(name)
         try:
             return attribute_value(text, lookup)
         except ExprError as e:

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxloop.model.tiling import distinct_children, footprint, rank_extents
+from jaxloop.model.tiling import distinct_children, rank_extents
 
 
 def loop_table(temporal, perm, E_sp):
