@@ -146,7 +146,12 @@ class Nest:
         self.N, self.L, self.D, self.B = len(sp), L, D, B
         onehot = self.dim[..., None] == jnp.arange(D)
         step = jnp.where(onehot, self.bound[..., None], 1.0)
-        self.E = jnp.cumprod(step, axis=1)
+        # running product slot by slot (jnp.cumprod lowers to an O(N^2) reduce-window on CPUs)
+        acc, E = jnp.ones((B, D), step.dtype), []
+        for k in range(step.shape[1]):
+            acc = acc * step[:, k]
+            E.append(acc)
+        self.E = jnp.stack(E, 1)
         self.onehot = onehot
         self.last = [int(np.nonzero(self.level == l)[0][-1]) for l in range(L)]
         self.first = [int(np.nonzero(self.level == l)[0][0]) for l in range(L)]
@@ -194,14 +199,16 @@ def _assign_ranks(sp, nest, ranks_t, rel, l, child, pretile, inner, E_child, ord
                 rule_mask[r, list(rs[1])] = True
     rule_exists_j = jnp.asarray(rule_exists)
     rule_mask_j = jnp.asarray(rule_mask)
+    # a rule can only turn a rank into a dummy if it misses one of the dataspace's dimensions
+    can_block = bool(any(rule_exists[r] and not rule_mask[r][np.asarray(rel, bool)].all() for r in range(R)))
     K = int(np.sum(nest.level <= l))  # slots of levels <= l come first in slot order
     relk = nest.rel(rel)[:, :K]
     in_range = relk & (jnp.asarray(nest.level[:K])[None, :] > child[:, None])  # [B, K]
     oh = nest.onehot[:, :K]  # [B, K, D]
     # no pre-tiling: the innermost in-range loop of each dimension absorbs the child tile's extent
     mine = in_range[..., None] & oh
-    before = jnp.cumsum(mine, axis=1) - mine  # in-range slots of the same dimension further in
-    first = in_range & ((before * oh).sum(-1) == 0)
+    kfirst_d = jnp.argmax(mine, axis=1)  # [B, D] innermost in-range slot of each dimension
+    first = in_range & (jnp.take_along_axis(kfirst_d, nest.dim[:, :K], axis=1) == jnp.arange(K)[None])
     scale = jnp.where(oh, E_child[:, None, :], 1.0).prod(-1)
     sbound = jnp.where(first & ~pretile[:, None], nest.bound[:, :K] * scale, nest.bound[:, :K])
     subk = sub_all[:, :K]
@@ -231,7 +238,7 @@ def _assign_ranks(sp, nest, ranks_t, rel, l, child, pretile, inner, E_child, ord
         # the next rank whose flattening rule admits this loop (skipped ranks become dummies)
         assigned = jnp.zeros((B,), bool)
         rt = r
-        for _ in range(R + 1):
+        for _ in range(R + 1 if can_block else 1):
             can = ~assigned & ((rt > inner) if not order else (rt < R - 1))
             rt = jnp.where(can, rt - 1 if not order else rt + 1, rt)
             rtc = jnp.clip(rt, 0, R - 1)
@@ -377,6 +384,18 @@ def metadata_given(model, codes, fiber, sub, n, k):
 
 # ----------------------------------------------------------------------------- storage SAFs
 
+def _first(mask):
+    """The first True along axis 1 (one-hot, all False when none)."""
+    n = mask.shape[1]
+    return mask & (jnp.arange(n)[None] == jnp.argmax(mask, axis=1)[:, None])
+
+
+def _after(mask):
+    """True strictly after the first True along axis 1."""
+    n = mask.shape[1]
+    return mask.any(1)[:, None] & (jnp.arange(n)[None] > jnp.argmax(mask, axis=1)[:, None])
+
+
 def _target_level(keep_t, level):
     """First level >= `level` keeping the dataspace ([B] int; L when none)."""
     B, L = keep_t.shape
@@ -400,7 +419,7 @@ def saf_option(sp, static, nest, keep, child, models, block, level, target, cond
     spatial = jnp.asarray(nest.spatial)[None, :]
     # target loop (one-hot over slots) and whether the mold is a scalar
     cand = (lv > ch[:, None]) & (lv <= tl[:, None]) & nt & relT
-    first_cand = cand & (jnp.cumsum(cand, axis=1) == 1)
+    first_cand = _first(cand)
     found = cand.any(1)
     last_of_tl = jnp.stack([jnp.asarray(np.arange(N) == nest.last[l]) for l in range(L)], 0)  # [L, N]
     fallback = last_of_tl[jnp.minimum(tl, L - 1)]
@@ -409,7 +428,7 @@ def saf_option(sp, static, nest, keep, child, models, block, level, target, cond
         idx0 = np.arange(N) < D  # level 0's spatial slots
         lastsp = np.arange(N) == D - 1
         c0 = jnp.asarray(idx0)[None] & (jnp.asarray(lastsp)[None] | (relT & nt))
-        sel_compute = c0 & (jnp.cumsum(c0, axis=1) == 1)
+        sel_compute = _first(c0)
         scalar_compute = jnp.zeros((B,), bool)
     else:
         sel_compute = jnp.broadcast_to(jnp.asarray(np.arange(N) == 0)[None], (B, N))
@@ -420,11 +439,11 @@ def saf_option(sp, static, nest, keep, child, models, block, level, target, cond
     E_t = jnp.where(scalar[:, None], 1.0, (tsel[..., None] * nest.E).sum(1))
     is_sp = (tsel & spatial).any(1)
     tdim = (tsel * nest.dim).sum(1)
-    after = jnp.cumsum(tsel, axis=1) - tsel > 0  # slots above the target loop
+    after = _after(tsel)  # slots above the target loop
     a = after & (lv <= tl[:, None]) & nt
     # a spatial target stays put across the temporal loops above it until one relevant to the target
     trig = a & ~spatial & (~is_child[:, None] | relT)
-    located = ~is_sp[:, None] | (jnp.cumsum(trig, axis=1) - trig > 0)
+    located = ~is_sp[:, None] | _after(trig)
     inc = a & (spatial | (~located & is_child[:, None] & ~relT))
     grow = jnp.where((inc[..., None] & nest.onehot), nest.bound[..., None], 1.0).prod(1)  # [B, D]
     cE = E_t * grow
@@ -437,7 +456,7 @@ def saf_option(sp, static, nest, keep, child, models, block, level, target, cond
         relC_d = _relevant(static, c)
         co_slot = rl & jnp.asarray(relT_d & relC_d)[nest.dim]
         relC = jnp.asarray(relC_d)[nest.dim]
-        co_before = jnp.cumsum(co_slot, axis=1) - co_slot > 0
+        co_before = _after(co_slot)
         ineff = (rl & is_sp[:, None] & co_before & relC).any(1)
         cmask = co_slot[..., None] & nest.onehot
         cf = jnp.where(cmask, nest.bound[..., None], 1.0).prod(1)  # [B, D]
