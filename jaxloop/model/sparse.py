@@ -570,12 +570,13 @@ def occupancy(sp, static, arr, keep, parent, tile, fmts, models, reads, fills, u
             fo = fmts[(l, t)]
             fiber, sub = fo["fiber"][:, :Rl], fo["sub"][:, :Rl + 1]
             kl = kept[:, l]
-            units = metadata_given(m, codes, fiber, sub, n[:, l], k[:, l])  # [B, Rl, K, 2]
-            e = (units * pc[:, l, None, :, None]).sum(2)
+            # every possible occupancy, plus the maximum one (capacity), in one evaluation
+            kk = jnp.concatenate([k[:, l], kmax[:, l, None]], axis=1)
+            units = metadata_given(m, codes, fiber, sub, n[:, l], kk)  # [B, Rl, K + 1, 2]
+            e = (units[:, :, :-1] * pc[:, l, None, :, None]).sum(2)
             e = jnp.where(kl[:, None, None], e, 0.0)
             E_md = E_md.at[:, l, t, :Rl].set(e)
-            ucap = metadata_given(m, codes, fiber, sub, n[:, l], kmax[:, l, None])[:, :, 0]  # [B, Rl, 2]
-            ucap = jnp.where(kl[:, None, None], ucap, 0.0)
+            ucap = jnp.where(kl[:, None, None], units[:, :, -1], 0.0)  # [B, Rl, 2]
             cap_md = cap_md.at[:, l, t, :Rl].set(jnp.ceil(ucap))
             wbits = jnp.stack([arr["sp_md_bits"][l, t, :Rl], arr["sp_pl_bits"][l, t, :Rl]], -1)[None]
             cap_bits = cap_bits.at[:, l, t].set(jnp.ceil((ucap * wbits).sum((1, 2))))
