@@ -330,3 +330,85 @@ def test_stats_json_has_sparse_fields():
     assert (b["actual_reads"], b["skipped_reads"], b["gated_reads"]) == (4, 12, 0)
     assert {"gated_fills", "skipped_fills", "gated_updates", "skipped_updates", "metadata_fills",
             "metadata_updates"} <= set(b)
+
+
+# ----------------------------------------------------------------------------- vs a literal port
+
+def _random_mappings(spec, count, rng):
+    """Random perfect factorizations over the temporal and fan-out slots, random loop orders,
+    the reference mapping's bypass choices."""
+    arch, wl = spec.arch, spec.workload
+    L, D = len(arch.levels), len(wl.dims)
+    slots = [("t", l) for l in range(L)] + [(a, l) for l in range(L) for a, f in zip("xy", arch.fanout(l)) if f > 1]
+    out = {k: np.ones((count, L, D), np.int64) for k in "txy"}
+    for d, n in enumerate(wl.bounds):
+        for b in range(count):
+            rest = n
+            for kind, l in rng.permutation(slots)[:-1]:
+                divs = [x for x in range(1, rest + 1) if rest % x == 0]
+                f = int(rng.choice(divs))
+                out[kind][b, int(l), d] *= f
+                rest //= f
+            kind, l = slots[int(rng.integers(len(slots)))]
+            out[kind][b, l, d] *= rest
+    perm = np.argsort(rng.random((count, L, D)), axis=2)
+    keep = np.broadcast_to(spec.mapping.keep, (count, L, len(wl.dataspaces))).copy()
+    return MappingBatch(out["t"], out["x"], out["y"], perm, keep)
+
+
+def _variant_spmspm(tmp_path):
+    """sl-02.2.2 with inner-to-outer ranks and a flattening rule that skips a rank (dummy ranks)."""
+    d = TIMELOOP_REF / "sl-02.2.2-spMspM-tiled"
+    text = (d / "input.yaml").read_text()
+    text = text.replace("""              - name: B
+                ranks:
+                  - format: UOP
+                  - format: UOP
+                  - format: CP""", """              - name: B
+                rank_application_order: inner_to_outer
+                ranks:
+                  - format: UOP
+                    flattened_rankIDs: [[N]]
+                  - format: UOP
+                  - format: CP""")
+    assert "inner_to_outer" in text
+    f = tmp_path / "variant.yaml"
+    f.write_text(text)
+    return jaxloop.load_spec(f), load_tables(d / "ERT.yaml")
+
+
+@pytest.mark.parametrize("case", ["sl-04.2.3-eyeriss-like-onchip-compression", "sl-03.2.3-conv1d+oc-spatial",
+                                  "variant"])
+def test_mapping_analyses_match_literal_port(case, tmp_path):
+    """Rank assignment (pre-tiling, flattening, both orders, dummy ranks) and the SAF target-loop /
+    leader-tile search of the kernel equal jaxloop.sparse_reference's loop-by-loop port of
+    Timeloop, on random mappings."""
+    from jaxloop import sparse_reference as ref
+
+    if case == "variant":
+        spec, table = _variant_spmspm(tmp_path)
+    else:
+        spec, table = jaxloop.load_spec(TIMELOOP_REF / case / "input.yaml"), load_tables(TIMELOOP_REF / case / "ERT.yaml")
+    static, arr = compile_spec(spec, table)
+    batch = _random_mappings(spec, 40, np.random.default_rng(7))
+    f = jax.jit(sparse.internals, static_argnums=0, compiler_options={"xla_backend_optimization_level": 0})
+    out = jax.tree_util.tree_map(np.asarray, f(static, arr, batch))
+    checked = 0
+    for i in range(batch.size):
+        m = batch.mapping(i)
+        models, fail = ref.format_models(spec, static.sparse, static, m)
+        assert bool(out["fail"][i]) == fail, i
+        if not fail:
+            for key, (fib, sub) in models.items():
+                assert out["fiber"][key][i].tolist() == fib and out["sub"][key][i].tolist() == sub, (i, key)
+                checked += 1
+        j = 0
+        for level, _, options in static.sparse.safs:
+            for target, conds in options:
+                tl, grans = out["saf"][j]
+                j += 1
+                for ci, c in enumerate(conds):
+                    g, rtl = ref.saf_leader(spec, static, m, level, target, c, arr["block"])
+                    if rtl is not None:
+                        assert (int(tl[i]), float(grans[ci][i])) == (rtl, -1 if g == "ineffective" else g), (i, level)
+    assert checked > 0

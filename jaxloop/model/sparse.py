@@ -405,7 +405,7 @@ def _target_level(keep_t, level):
     return tl
 
 
-def saf_option(sp, static, nest, keep, child, models, block, level, target, conds):
+def saf_option(sp, static, nest, keep, child, models, block, level, target, conds, return_leaders=False):
     """Timeloop's ComputeIneffectualReadImpact: (probability a target access is optimized away,
     target level [B]) for one option at storage level `level`."""
     B, L, T = keep.shape
@@ -452,6 +452,7 @@ def saf_option(sp, static, nest, keep, child, models, block, level, target, cond
     tgt_gran = footprint(E_t, static.ranks[target])
     blk = _sel(jnp.minimum(tl, L - 1), jnp.broadcast_to(block[None], (B, L)))
     p_eff = jnp.ones((B,))
+    grans = []
     for c in conds:
         relC_d = _relevant(static, c)
         co_slot = rl & jnp.asarray(relT_d & relC_d)[nest.dim]
@@ -475,6 +476,9 @@ def saf_option(sp, static, nest, keep, child, models, block, level, target, cond
         gran = footprint(cE2, static.ranks[c])
         pe = models[c].p_empty(gran)
         p_eff = p_eff * jnp.where(ineff, 1.0, 1.0 - pe)
+        grans.append(jnp.where(ineff, -1.0, gran))
+    if return_leaders:
+        return 1.0 - p_eff, tl, ch, grans
     return 1.0 - p_eff, tl, ch
 
 
@@ -863,6 +867,36 @@ def with_artifact_charging(arr, on=True):
     """Arrays that charge skipped metadata reads at the actual metadata-read energy (the
     MICRO'22 Sparseloop artifact's behaviour); no recompilation."""
     return dict(arr, sp_charge_skipped_metadata_as_actual=np.float64(1.0 if on else 0.0))
+
+
+def internals(static, arr, batch):
+    """Mapping-dependent intermediates for testing against jaxloop.sparse_reference (jittable with
+    static as a static argument): per formatted (level, dataspace) the fiber shapes and sub-tile
+    sizes, the format-fail flag, and per SAF option (target level, leader tile size per
+    condition-on dataspace; -1 when the option is ineffective)."""
+    from jaxloop.model.tiling import extents
+
+    sp = static.sparse
+    temporal = batch.temporal.astype(jnp.float64)
+    spatial = (batch.spatial_x * batch.spatial_y).astype(jnp.float64)
+    keep = batch.keep.astype(bool) & jnp.asarray(static.keepable)[None]
+    E_bnd = extents(temporal, spatial)[0]
+    tile = jnp.stack([footprint(E_bnd, r) for r in static.ranks], axis=2)
+    nest = Nest(sp.fanout, temporal, spatial, batch.perm.astype(jnp.int32))
+    child, _ = _child_parent(keep)
+    size = arr["sp_tensor_size"]
+    models = [dmodel.model(sp.density_kind[t], arr["sp_density"][t],
+                           jnp.where(size[t] > 0, size[t], footprint(nest.E[:, -1], static.ranks[t])), sp.grid)
+              for t in range(len(static.ranks))]
+    fm, fail = formats(sp, static, nest, keep, tile, child)
+    out = {"fiber": {k: v["fiber"][:, :v["n"]] for k, v in fm.items() if v["has_md"]},
+           "sub": {k: v["sub"][:, :v["n"] + 1] for k, v in fm.items() if v["has_md"]}, "fail": fail, "saf": []}
+    for level, kind, options in sp.safs:
+        for target, conds in options:
+            _, tl, _, grans = saf_option(sp, static, nest, keep, child, models, arr["block"], level, target, conds,
+                                         return_leaders=True)
+            out["saf"].append((tl, grans))  # in the order of sp.safs and their options
+    return out
 
 
 def extend_stats(static, arr, st, d):
