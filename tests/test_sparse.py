@@ -412,3 +412,26 @@ def test_mapping_analyses_match_literal_port(case, tmp_path):
                     if rtl is not None:
                         assert (int(tl[i]), float(grans[ci][i])) == (rtl, -1 if g == "ineffective" else g), (i, level)
     assert checked > 0
+
+
+def test_compute_gating_and_skipping_by_hand(tmp_path):
+    """A4.5 on the K = 16 dot product with A at density 0.25 and no storage SAF: gating turns the
+    12 computes with a zero A into gated ones (they keep their cycles); with A compressed (CP),
+    skipping removes them (4 cycles)."""
+    d = TIMELOOP_REF / "sl-01.2.3-SCDU-dot-product"
+    text = (d / "input.yaml").read_text()
+    head, tail = text.split("sparse_optimizations:")
+    rest = tail[tail.index("globals:"):]
+    table = load_tables(d / "ERT.yaml")
+    results = {}
+    for name, block in (("gating", "  - name: mac\n    compute_optimization:\n    - type: gating\n"),
+                        ("skipping", "  - name: Buffer\n    representation_format:\n      data_spaces:\n"
+                                     "      - name: A\n        ranks:\n        - format: CP\n"
+                                     "  - name: mac\n    compute_optimization:\n    - type: skipping\n")):
+        f = tmp_path / f"{name}.yaml"
+        f.write_text(head + "sparse_optimizations:\n  targets:\n" + block + rest)
+        _, _, results[name] = _run(jaxloop.load_spec(f), table)
+    g, s = results["gating"], results["skipping"]
+    assert (g["actual_computes"], g["gated_computes"], g["skipped_computes"], g["compute_cycles"]) == (4, 12, 0, 16)
+    np.testing.assert_allclose(g["compute_energy"], 16 * 0.315)  # no mac_gated entry: full MAC energy
+    assert (s["actual_computes"], s["gated_computes"], s["skipped_computes"], s["compute_cycles"]) == (4, 0, 12, 4)
