@@ -130,8 +130,10 @@ def accesses(static, temporal, spatial, perm, keep, E_bnd, E_below, E_sp, tile, 
         for l in range(1, L):
             ca.append(distinct[:, l] * jnp.where(kt[:, l - 1], f_raw[:, l - 1], ca[-1]))
         ca = jnp.stack(ca, axis=1)
-        above = jnp.flip(jnp.cumsum(jnp.flip(kt, 1), axis=1), 1) - kt  # keepers above each level
-        top = kt & (above == 0)
+        kept_above = [jnp.zeros(B, bool)]  # is there a keeper above level l?
+        for l in range(L - 1, 0, -1):
+            kept_above.append(kept_above[-1] | kt[:, l])
+        top = kt & ~jnp.stack(kept_above[::-1], axis=1)
         p = part[:, :, t].astype(jnp.float64)
         if static.read_write[t]:
             upd = ca

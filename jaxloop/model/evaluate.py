@@ -96,7 +96,10 @@ def _evaluate(static, arr, batch):
                                                      E_bnd, E_below, E_sp, tile, part)
     reads, fills, updates = converters.drop_weight_loading(static, arr, reads, fills, updates)  # analog only
     inst_above = jnp.prod(spatial, axis=2).astype(jnp.float64)  # [B, L] spatial fan-out used at each level
-    instances = jnp.flip(jnp.cumprod(jnp.flip(inst_above, 1), axis=1), 1) / inst_above  # product above l
+    above = [jnp.ones(B)]  # utilized instances of level l: spatial fan-out used above it
+    for l in range(L - 1, 0, -1):
+        above.append(above[-1] * inst_above[:, l])
+    instances = jnp.stack(above[::-1], axis=1)
     mac_inst = jnp.prod(inst_above, axis=1)
     level_cycles, cycles = latency.cycles(arr, t_total, reads, fills, updates)
     conv_counts, conv_energy, analog_cycles, analog_bad = converters.converters(

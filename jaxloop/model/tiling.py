@@ -21,7 +21,11 @@ def rank_extents(E, rank):
 def extents(temporal, spatial):
     """E_bnd[b, l, d]: extent of dim d over all loops of levels <= l (the level-l boundary);
     E_below: the same below level l (its children's tiles); E_sp: E_below times level-l spatial."""
-    E_bnd = jnp.cumprod(temporal * spatial, axis=1)
+    f = temporal * spatial
+    acc = [f[:, 0]]
+    for l in range(1, f.shape[1]):  # unrolled: XLA's cumprod is an O(L^2) reduce-window on CPUs
+        acc.append(acc[-1] * f[:, l])
+    E_bnd = jnp.stack(acc, axis=1)
     E_below = jnp.concatenate([jnp.ones_like(E_bnd[:, :1]), E_bnd[:, :-1]], axis=1)
     return E_bnd, E_below, E_below * spatial
 
