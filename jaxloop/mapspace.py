@@ -502,12 +502,17 @@ class Mapspace:
             return MappingBatch(*(x[:n] for x in self._genome_jit(self.arrays, genome)))
         return self._genome_jit(self.arrays, genome)
 
+    @staticmethod
+    def _divmod(a, b):
+        return a // b, a % b
+
     def _decode_flat(self, a, idx):
         """Traceable: flat indices -> MappingBatch."""
         D, P = self.D, len(self.pl)
         B = idx.shape[0]
-        r = idx // self.nb
-        bcode = idx % self.nb
+        nbits = len(self.free_keep)
+        r = idx >> nbits  # bypass is the fastest digit, nb = 2**nbits
+        bcode = idx & (self.nb - 1)
         s = jnp.zeros(B, jnp.int64)
         k = jnp.zeros((B, P), jnp.int64)
         facs, inspos = [], []
@@ -530,23 +535,20 @@ class Mapspace:
                 nxt = jnp.take_along_axis(cn, j[:, None], axis=1)[:, 0]
                 ins_n = jnp.take_along_axis(ins_all, j[:, None], axis=1)[:, 0]
                 bits = sg["bits"][j]
-            rn = r % nxt
-            q = r // nxt
-            ins = q % ins_n
-            i = q // ins_n
+            q, rn = self._divmod(r, nxt)
+            i, ins = self._divmod(q, ins_n)
             facs.append(a["tables"][d][sg["off"][j] + i])
             pos = []
             for jj in range(P):
-                rad = k[:, jj] + 1
                 on = bits[:, jj] == 1
-                pos.append(jnp.where(on, ins % rad, -1))
-                ins = jnp.where(on, ins // rad, ins)
+                qq, rr = self._divmod(ins, k[:, jj] + 1)
+                pos.append(jnp.where(on, rr, -1))
+                ins = jnp.where(on, qq, ins)
             inspos.append(jnp.stack(pos, axis=1) if P else jnp.zeros((B, 0), jnp.int64))
             k = k + bits
             s = s + (sg["shift"][j] if nopt > 1 else sg["shift"][0])
             r = rn
         F = jnp.stack(facs, axis=1)  # [B, D, S]
-        # insertion codes -> final rank among the free non-unit dims of each order level
         # insertion codes -> final rank among the free non-unit dims of each order level
         ranks = []
         for jj, lv in enumerate(self.pl):

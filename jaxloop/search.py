@@ -211,6 +211,8 @@ class Reduction:
     invalid_bits: np.ndarray = None
     evaluated: int = 0
     valid: int = 0
+    history: list = field(default_factory=list)  # (seconds since t0, evaluated, best values) per improvement
+    t0: float = field(default_factory=time.time)
 
     def __post_init__(self):
         if self.top_values is None:
@@ -234,6 +236,7 @@ class Reduction:
                 self.best_values = cand
                 self.best_id = ids_of("best", None)
                 improved = True
+                self.history.append((time.time() - self.t0, self.evaluated, cand))
         ok = np.nonzero(out["top_ok"])[0]
         if len(ok):
             n_old = len(self.top_ids)

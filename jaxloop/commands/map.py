@@ -28,8 +28,9 @@ def add_parser(subparsers):
                               description="Search the mapspace of an architecture and workload under Timeloop "
                                           "constraints (Timeloop's timeloop-mapper).")
     p.add_argument("files", nargs="+", metavar="FILE.yaml",
-                   help="Timeloop inputs merged in order: architecture (timeloopfe's processed `subtree` form; a "
-                        "v0.4 `nodes` file adds its constraints), problem, mapspace constraints, mapper settings")
+                   help="Timeloop inputs merged in order: architecture (v0.4 `nodes` tree with its constraints, or "
+                        "timeloopfe's processed `subtree` form, which wins when both are given), problem, mapspace "
+                        "constraints, mapper settings")
     p.add_argument("--ert", metavar="ERT.yaml", help="Accelergy energy reference table (else estimated)")
     p.add_argument("--art", metavar="ART.yaml", help="Accelergy area reference table")
     p.add_argument("--search", choices=ALGORITHMS, help="search algorithm (default: the mapper YAML's algorithm, else "
@@ -49,7 +50,8 @@ def add_parser(subparsers):
     p.add_argument("--map-out", metavar="BEST.yaml", help="write the best mapping as Timeloop mapping YAML")
     p.add_argument("--json", metavar="BEST.json", help="write the best mapping's statistics (as `jaxloop model --json`)")
     p.add_argument("--size", action="store_true", help="print the exact mapspace size and its factors, then exit")
-    p.add_argument("--chunk", type=int, default=1 << 14, metavar="N", help="mappings per device batch (default 16384)")
+    p.add_argument("--chunk", type=int, default=None, metavar="N",
+                   help="mappings per step, split over the local devices (default 4096 per device)")
     p.add_argument("--population", type=int, default=1 << 12, metavar="N", help="hybrid: population size")
     p.add_argument("--seed", type=int, default=0, help="random seed (random, random-pruned, hybrid)")
     p.add_argument("--checkpoint", metavar="PATH", help="exhaustive checkpoint file (default: next to the output)")
@@ -156,6 +158,10 @@ def run(args):
         raise SpecError(f"the mapspace has {ms.size:.3e} mappings, too many to enumerate: use --search hybrid or random")
     print(f"mapspace: {ms.size:,} mappings; search: {alg}; objective: {objective.text} "
           f"({'lexicographic, 0.1% tolerance' if objective.lexicographic else 'weighted sum'})")
+    if args.chunk is None:
+        import jax
+
+        args.chunk = 4096 * len(jax.local_devices())
     kw = dict(topk=args.top, budget=args.budget, time_limit=args.time, progress=not args.no_progress)
     if alg == "exhaustive":
         ck = checkpoint_path(args)
