@@ -9,6 +9,7 @@ import yaml
 from jaxloop.energy import cache, cacti, primitives
 from jaxloop.energy.attrs import Attributes, split_range
 from jaxloop.energy.cli import add_parser
+import jaxloop
 from jaxloop.energy.ert import load_tables
 from jaxloop.energy.estimate import estimate_tables, write_art, write_ert
 from jaxloop.energy.expr import ExprError, attribute_value, evaluate
@@ -404,3 +405,21 @@ def test_bad_document_shapes():
         estimate_tables({"problem": {}})
     with pytest.raises(SpecError, match="two components are named"):
         estimate_tables(small_arch([{"name": "a", "class": "dummy_storage"}, {"name": "a[1..2]", "class": "dummy_storage"}]))
+
+
+@pytest.mark.parametrize("case", ["tl03-conv1d+oc-3level-bypass", "tl04-conv1d+oc-3levelspatial-kp",
+                                  "ed-simba_like", "ed-simple_weight_stationary", "tla-eyeriss-like-fpmac-vgg02l5"])
+def test_model_without_ert_runs_and_stays_close(case):
+    """`jaxloop model` without --ert estimates the table itself; with it, Timeloop's numbers
+    (tests/test_model.py). Totals agree with Accelergy's within 25 % except tla-fpmac, whose
+    floating-point MAC hwcomponents cannot model (docs/energy.md). All 31 cases:
+    benchmarks/energy_vs_accelergy.py."""
+    from jaxloop.energy.tables import tables_for
+    from jaxloop.model.evaluate import evaluate_one
+
+    spec = jaxloop.load_spec(REF / case / "input.yaml")
+    ours = float(evaluate_one(spec, tables_for(spec))[1].energy[0])
+    theirs = float(evaluate_one(spec, load_tables(REF / case / "ERT.yaml"))[1].energy[0])
+    assert ours > 0
+    if "fpmac" not in case:
+        assert 0.75 <= ours / theirs <= 1.25, ours / theirs
