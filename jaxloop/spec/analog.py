@@ -255,27 +255,11 @@ def _energy_entry(kind, v, where, p):
 
 
 def _resolve(attrs, variables, where, p):
-    """Numeric attributes written as expressions (`rows: 2 * ROWS`) evaluated over the
-    component's other attributes and the input's `variables`, as for other components."""
-    from jaxloop.energy.expr import ExprError, attribute_value
+    """Numeric attributes written as expressions (`rows: 2 * ROWS`), as for other components."""
+    from jaxloop.spec.arch import resolve_attributes
 
-    out = dict(attrs)
-
-    def lookup(name, depth=0):
-        for scope in (out, variables or {}):
-            if name in scope:
-                v = scope[name]
-                return attribute_value(v, lambda n: lookup(n, depth + 1)) if depth < 20 else v
-        raise KeyError(name)
-
-    for k in list(_INT_ATTRS) + list(_FLOAT_ATTRS) + ["global_cycle_seconds", "cell_area"]:
-        if isinstance(out.get(k), str):
-            try:
-                out[k] = attribute_value(out[k], lookup)
-            except (ExprError, KeyError) as e:
-                p.add(where, f"attribute {k}: cannot evaluate {out[k]!r} ({e})")
-                out.pop(k)
-    return out
+    keys = list(_INT_ATTRS) + list(_FLOAT_ATTRS) + ["global_cycle_seconds", "cell_area"]
+    return resolve_attributes(attrs, variables, where, p, keys)
 
 
 def parse_analog(arch_raw, arch, workload, where, variables=None):

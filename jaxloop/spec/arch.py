@@ -77,21 +77,21 @@ NUMERIC = ("depth", "memory_depth", "data_storage_depth", "width", "memory_width
            "multiple_buffering", "min_utilization")
 
 
-def _resolve(attrs, variables, where, p):
-    """Evaluate Accelergy-style expressions (`max(PSUM_DATAWIDTH, 16)`) in the attributes the
-    model reads, over the component's other attributes and the input's `variables` section."""
+def resolve_attributes(attrs, variables, where, p, keys=NUMERIC):
+    """Evaluate Accelergy-style expressions (`max(PSUM_DATAWIDTH, 16)`) in the attributes
+    `keys` the model reads, over the component's other attributes and the input's `variables`."""
     from jaxloop.energy.expr import ExprError, attribute_value
 
     out = dict(attrs)
 
     def lookup(name, depth=0):
-        for scope in (out, variables):
+        for scope in (out, variables or {}):
             if name in scope:
                 v = scope[name]
                 return attribute_value(v, lambda n: lookup(n, depth + 1)) if depth < 20 else v
         raise KeyError(name)
 
-    for k in NUMERIC:
+    for k in keys:
         if isinstance(out.get(k), str):
             try:
                 out[k] = attribute_value(out[k], lookup)
@@ -232,7 +232,7 @@ def parse_arch(arch, where, variables=None):
                 p.add(where(*at, "name"), f"bad name {leaf['name']!r}: expected name or name[lo..hi]")
                 continue
             n = int(lm["hi"]) - int(lm["lo"]) + 1 if lm["lo"] else 1
-            la = _resolve({**attrs, **(leaf.get("attributes") or {})}, variables, where(*at, "attributes"), p)
+            la = resolve_attributes({**attrs, **(leaf.get("attributes") or {})}, variables, where(*at, "attributes"), p)
             leaves.append((lm["name"], str(leaf["class"]), n * mult * count, la, at))
         for i, sub in enumerate(node.get("subtree") or []):
             walk(sub, mult * count, attrs, (*path, "subtree", i))
