@@ -159,14 +159,16 @@ def gemm_sweeps(densities):
     base = _spec_from_text(GEMM)
     out = {}
     specs = {"dense": base,
-             "bitmask + gating": _spec_from_text(GEMM + GEMM_OPT.replace("RANK", "{format: B}").replace("SAF", "gating")),
+             "bitmask + gating": _spec_from_text(
+                 GEMM + GEMM_OPT.replace("RANK", "{format: B}").replace("SAF", "gating")),
              "coordinate list + skipping": _spec_from_text(
                  GEMM + GEMM_OPT.replace("RANK", "{format: CP, metadata_word_bits: 14}").replace("SAF", "skipping"))}
     for name, spec in specs.items():
         def setter(arr, d):
             return dict(arr, sp_density=np.array([d, d, 1.0])) if "sp_density" in arr else arr
         out[name] = sweep(spec, table, densities, setter)
-        print(f"  SpMSpM {name:28s} compile {out[name]['compile_s']:.1f} s, {out[name]['per_point_s'] * 1e3:.1f} ms/point")
+        r = out[name]
+        print(f"  SpMSpM {name:28s} compile {r['compile_s']:.1f} s, {r['per_point_s'] * 1e3:.1f} ms/point")
     return out
 
 
@@ -188,7 +190,8 @@ def eyeriss_sweeps(densities):
             dens[1] = d  # Inputs
             return dict(arr, sp_density=dens)
         out[name] = sweep(spec, table, densities, setter)
-        print(f"  Eyeriss {name:40s} compile {out[name]['compile_s']:.1f} s, {out[name]['per_point_s'] * 1e3:.1f} ms/point")
+        r = out[name]
+        print(f"  Eyeriss {name:40s} compile {r['compile_s']:.1f} s, {r['per_point_s'] * 1e3:.1f} ms/point")
     return out
 
 

@@ -140,7 +140,8 @@ def test_spmspm_8x8x8_by_hand():
     """A6.2: A 0.25, B 0.5 fixed_structured, UOP+CP at both levels, Buffer skips everything."""
     _, _, r = _case("sl-02.2.1-spMspM")
     assert r["actual_computes"] == 64 and r["cycles"] == 64
-    e_b = 64 * 1.060977 + 32 * 0.988977 + np.ceil((64 * 4 + 18 * 4) / 4) * 0.553457 + np.ceil((32 * 4 + 9 * 4) / 4) * 0.517458
+    e_b = (64 * 1.060977 + 32 * 0.988977 + np.ceil((64 * 4 + 18 * 4) / 4) * 0.553457
+           + np.ceil((32 * 4 + 9 * 4) / 4) * 0.517458)
     np.testing.assert_allclose(r["energy_ds"][0, 1], e_b, rtol=1e-9)
     assert r["skipped_reads"][0, 2] == 392 and r["actual_reads"][0, 2] == 56  # ceil(448 * 0.875)
     assert r["skipped_updates"][0, 2] == 448 and r["actual_updates"][0, 2] == 64
@@ -273,7 +274,8 @@ def test_density_models_against_scipy():
         np.testing.assert_allclose((k * p).sum(), n * r / N, rtol=1e-9 if n < 64 else 1e-3)
         np.testing.assert_allclose(float(m.p_empty(jnp.asarray(float(n)))), stats.hypergeom(N, r, n).pmf(0), rtol=1e-9)
     # conditional: a 16-point sub-tile of a 128-point tile holding 13 non-zeros
-    np.testing.assert_allclose(float(m.p_empty_given(16.0, 128.0, 13.0)), stats.hypergeom(128, 13, 16).pmf(0), rtol=1e-9)
+    np.testing.assert_allclose(float(m.p_empty_given(16.0, 128.0, 13.0)), stats.hypergeom(128, 13, 16).pmf(0),
+                               rtol=1e-9)
     f = density.Fixed(0.25)
     k, p = (np.asarray(x) for x in f.pmf(jnp.asarray(6.0)))  # 1.5 non-zeros: 1 or 2, half each
     assert k.tolist() == [1, 2] and p.tolist() == [0.5, 0.5]
@@ -324,7 +326,8 @@ def test_stats_json_has_sparse_fields():
     st, arr = compile_spec(spec, load_tables(d / "ERT.yaml"))
     stats = _jit(st, arr, MappingBatch.from_mappings([spec.mapping]))
     js = stats_json(spec, static, stats, keep=spec.mapping.keep)
-    assert (js["algorithmic_computes"], js["actual_computes"], js["gated_computes"], js["skipped_computes"]) == (16, 4, 0, 0)
+    computes = (js["algorithmic_computes"], js["actual_computes"], js["gated_computes"], js["skipped_computes"])
+    assert computes == (16, 4, 0, 0)
     a, b = js["levels"]["Buffer"]["A"], js["levels"]["Buffer"]["B"]
     assert (a["reads"], a["actual_reads"], a["metadata_reads"]) == (16, 4, 4)
     assert (b["actual_reads"], b["skipped_reads"], b["gated_reads"]) == (4, 12, 0)
@@ -388,7 +391,8 @@ def test_mapping_analyses_match_literal_port(case, tmp_path):
     if case == "variant":
         spec, table = _variant_spmspm(tmp_path)
     else:
-        spec, table = jaxloop.load_spec(TIMELOOP_REF / case / "input.yaml"), load_tables(TIMELOOP_REF / case / "ERT.yaml")
+        spec = jaxloop.load_spec(TIMELOOP_REF / case / "input.yaml")
+        table = load_tables(TIMELOOP_REF / case / "ERT.yaml")
     static, arr = compile_spec(spec, table)
     batch = _random_mappings(spec, 40, np.random.default_rng(7))
     f = jax.jit(sparse.internals, static_argnums=0, compiler_options={"xla_backend_optimization_level": 0})

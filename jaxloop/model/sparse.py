@@ -64,8 +64,11 @@ ACTIONS = ("random_read", "gated_read", "skipped_read", "random_fill", "gated_fi
            "decompression_count", "compression_count")
 A = {a: i for i, a in enumerate(ACTIONS)}
 FORMAT_CODES = {"U": 0, "UOP": 1, "B": 2, "RLE": 3, "CP": 4, "UB": 5}
-VECTOR_WIDTH_THRESHOLDS = {2: (251, 125, 84, 63, 51, 42, 36, 32, 28, 1), 4: (375, 188, 125, 94, 75, 63, 54, 47, 42, 1),
-                           8: (438, 219, 146, 110, 88, 73, 63, 55, 49, 1), 16: (469, 235, 157, 118, 94, 79, 67, 59, 52, 1),
+# Timeloop's VectorWidthCoefficientTable: per block size, tile-shape / block thresholds for densities 0.1 .. 1.0
+VECTOR_WIDTH_THRESHOLDS = {2: (251, 125, 84, 63, 51, 42, 36, 32, 28, 1),
+                           4: (375, 188, 125, 94, 75, 63, 54, 47, 42, 1),
+                           8: (438, 219, 146, 110, 88, 73, 63, 55, 49, 1),
+                           16: (469, 235, 157, 118, 94, 79, 67, 59, 52, 1),
                            32: (485, 243, 162, 122, 97, 81, 70, 61, 52, 1)}
 
 
@@ -75,7 +78,8 @@ class SparseStatic:
 
     fanout: tuple  # per level: the level has a spatial fan-out (a spatial tiling level)
     density_kind: tuple  # per dataspace
-    formats: tuple  # ((level, dataspace, inner_to_outer, ((format, flatten dims or None), ...)), ...) ranks innermost first
+    # ((level, dataspace, inner_to_outer, ((format, flatten dims or None), ...)), ...), ranks innermost first
+    formats: tuple
     R: int  # max ranks over formats (>= 1)
     safs: tuple  # ((level, kind, ((target, (cond, ...)), ...)), ...) in Timeloop's processing order
     compute_gating: bool = False
@@ -464,12 +468,12 @@ def saf_option(sp, static, nest, keep, child, models, block, level, target, cond
         touched = cmask.any(1)
         agg = cf.prod(1)
         scaling = jnp.ceil(blk / (tgt_gran / agg))
-        tE, cE2 = E_t, cE
+        cols = []
         for d in range(D):
             eff = cf[:, d] / scaling
-            tE = tE.at[:, d].set(jnp.where(touched[:, d], jnp.ceil(tE[:, d] / eff), tE[:, d]))
-            cE2 = cE2.at[:, d].set(jnp.where(touched[:, d], jnp.ceil(cE2[:, d] / eff), cE2[:, d]))
+            cols.append(jnp.where(touched[:, d], jnp.ceil(cE[:, d] / eff), cE[:, d]))
             scaling = jnp.where(touched[:, d], scaling / cf[:, d], scaling)
+        cE2 = jnp.stack(cols, 1)
         big = scaling > 1
         ohd = (tdim[:, None] == jnp.arange(D)) & big[:, None]
         cE2 = jnp.where(ohd, cE2 * scaling[:, None], cE2)
@@ -485,13 +489,14 @@ def saf_option(sp, static, nest, keep, child, models, block, level, target, cond
 def storage_safs(sp, static, arr, nest, keep, child, models, occ):
     """Gating / skipping masks and probabilities [B, L, T] after option selection."""
     B, L, T = keep.shape
-    gate = jnp.zeros((B, L, T), bool)
-    skip = jnp.zeros((B, L, T), bool)
-    prob = jnp.zeros((B, L, T))
+    gate = [jnp.zeros((B, L), bool)] * T
+    skip = [jnp.zeros((B, L), bool)] * T
+    prob = [jnp.zeros((B, L))] * T
     bad = jnp.zeros((B,), bool)
     block = arr["block"]
     e_rr = arr["e_read"]
     ratio_md = jnp.floor(arr["sp_md_default_bits"] / arr["sp_word_bits"])  # Timeloop: integer division
+    gate, skip, prob = list(gate), list(skip), list(prob)
     for level, kind, options in sp.safs:
         res = []
         for target, conds in options:
@@ -501,7 +506,8 @@ def storage_safs(sp, static, arr, nest, keep, child, models, occ):
             mdl = jnp.where(ch >= 0, ch, tlc)
             e_md = _sel(mdl, occ["E_md_total"][:, :, target])
             o = e_data + e_md * _sel(tlc, jnp.broadcast_to(ratio_md[None], (B, L)))
-            sav = (_sel(tlc, jnp.broadcast_to(e_rr[None], (B, L))) / _sel(tlc, jnp.broadcast_to(block[None], (B, L)))) * o * p
+            per_word = _sel(tlc, jnp.broadcast_to((e_rr / block)[None], (B, L)))
+            sav = per_word * o * p
             res.append((p, tl, target, sav))
             bad = bad | (tl >= L)
         best = jnp.zeros((B,), jnp.int32)
@@ -513,15 +519,13 @@ def storage_safs(sp, static, arr, nest, keep, child, models, occ):
         for i, (p, tl, target, _) in enumerate(res):
             chosen = best == i
             oh = (tl[:, None] == jnp.arange(L)[None]) & chosen[:, None]  # [B, L]
-            existing = (gate[:, :, target] | skip[:, :, target]) & oh
-            prev = prob[:, :, target]
+            existing = (gate[target] | skip[target]) & oh
+            prev = prob[target]
             replace = oh & (~existing | (prev < p[:, None]))
-            g_new = jnp.where(replace, kind == "gating", gate[:, :, target])
-            s_new = jnp.where(replace, kind == "skipping", skip[:, :, target])
-            gate = gate.at[:, :, target].set(g_new)
-            skip = skip.at[:, :, target].set(s_new)
-            prob = prob.at[:, :, target].set(jnp.where(replace, p[:, None], prev))
-    return gate, skip, prob, bad
+            gate[target] = jnp.where(replace, kind == "gating", gate[target])
+            skip[target] = jnp.where(replace, kind == "skipping", skip[target])
+            prob[target] = jnp.where(replace, p[:, None], prev)
+    return jnp.stack(gate, 2), jnp.stack(skip, 2), jnp.stack(prob, 2), bad
 
 
 # ----------------------------------------------------------------------------- occupancy
@@ -532,10 +536,14 @@ def occupancy(sp, static, arr, keep, parent, tile, fmts, models, reads, fills, u
     B, L, T = keep.shape
     R = sp.R
     E_data, avg, cap_data, vec_ratio = [], [], [], []
-    E_md = jnp.zeros((B, L, T, R, 2))
-    cap_md = jnp.zeros((B, L, T, R, 2))
-    cap_bits = jnp.zeros((B, L, T))
-    md_acc = {op: jnp.zeros((B, L, T, R, 2)) for op in ("read", "fill", "update")}
+    zr = jnp.zeros((B, R, 2))
+    E_md = [[zr] * T for _ in range(L)]
+    cap_md = [[zr] * T for _ in range(L)]
+    cap_bits = [[jnp.zeros((B,))] * T for _ in range(L)]
+    md_acc = {op: [[zr] * T for _ in range(L)] for op in ("read", "fill", "update")}
+
+    def padr(x):  # [B, Rl, 2] -> [B, R, 2]
+        return jnp.concatenate([x, jnp.zeros((B, R - x.shape[1], 2))], 1) if x.shape[1] < R else x
     thr_tab = jnp.asarray(arr["sp_vw_threshold"])  # [L, 10]
     blk = arr["block"][None, :]
     lid = jnp.arange(L)
@@ -579,20 +587,22 @@ def occupancy(sp, static, arr, keep, parent, tile, fmts, models, reads, fills, u
             units = metadata_given(m, codes, fiber, sub, n[:, l], kk)  # [B, Rl, K + 1, 2]
             e = (units[:, :, :-1] * pc[:, l, None, :, None]).sum(2)
             e = jnp.where(kl[:, None, None], e, 0.0)
-            E_md = E_md.at[:, l, t, :Rl].set(e)
+            E_md[l][t] = padr(e)
             ucap = jnp.where(kl[:, None, None], units[:, :, -1], 0.0)  # [B, Rl, 2]
-            cap_md = cap_md.at[:, l, t, :Rl].set(jnp.ceil(ucap))
+            cap_md[l][t] = padr(jnp.ceil(ucap))
             wbits = jnp.stack([arr["sp_md_bits"][l, t, :Rl], arr["sp_pl_bits"][l, t, :Rl]], -1)[None]
-            cap_bits = cap_bits.at[:, l, t].set(jnp.ceil((ucap * wbits).sum((1, 2))))
+            cap_bits[l][t] = jnp.ceil((ucap * wbits).sum((1, 2)))
             for op, cnt in (("read", reads), ("fill", fills), ("update", updates)):
                 ratio = cnt[:, l, t] / ns[:, l]
                 acc = jnp.ceil(e * ratio[:, None, None])
-                md_acc[op] = md_acc[op].at[:, l, t, :Rl].set(jnp.where(kl[:, None, None], acc, 0.0))
+                md_acc[op][l][t] = padr(jnp.where(kl[:, None, None], acc, 0.0))
     del lid
     st = lambda xs: jnp.stack(xs, 2)  # noqa: E731
+    lt = lambda xs: jnp.stack([jnp.stack(row, 1) for row in xs], 1)  # noqa: E731  [L][T] -> [B, L, T, ...]
+    E_md = lt(E_md)
     return {"E_data": st(E_data), "E_md": E_md, "E_md_total": E_md.sum((-1, -2)), "avg": st(avg),
-            "cap_data": st(cap_data), "cap_md": cap_md, "cap_bits": cap_bits, "md_acc": md_acc,
-            "vec_ratio": st(vec_ratio)}
+            "cap_data": st(cap_data), "cap_md": lt(cap_md), "cap_bits": lt(cap_bits),
+            "md_acc": {op: lt(v) for op, v in md_acc.items()}, "vec_ratio": st(vec_ratio)}
 
 
 # ----------------------------------------------------------------------------- combination
@@ -648,17 +658,20 @@ def combine(sp, static, keep, child, tile, occ, reads, fills, updates, gate, ski
         mU = jnp.where(on, mU - jnp.floor(mU * ps), mU)
         # Timeloop scales only rank 0 of an inner level's format, and only below a one-rank format
         sc = (on & md_eff & nr1)[..., None]
-        fF = fF.at[:, :, 0].set(jnp.where(sc, fF[:, :, 0] - jnp.floor(fF[:, :, 0] * ps[..., None]), fF[:, :, 0]))
-        fR = fR.at[:, :, 0].set(jnp.where(sc, fR[:, :, 0] - jnp.floor(fR[:, :, 0] * ps[..., None]), fR[:, :, 0]))
+        r0 = (jnp.arange(R) == 0)[None, None, :, None] & sc[..., None]
+        fF = jnp.where(r0, fF - jnp.floor(fF * ps[..., None, None]), fF)
+        fR = jnp.where(r0, fR - jnp.floor(fR * ps[..., None, None]), fR)
         eff = jnp.where(on, 1.0 - (1.0 - pr) / jnp.where(ps != 1.0, 1.0 - ps, 1.0), pr)
         eff = jnp.where(has, eff, 0.0)
         dR = jnp.ceil(mR * eff) if rw else jnp.floor(mR * eff)
         dU = jnp.floor(mU * eff)
         kind = jnp.where(gate[:, :, t], 1, 2)[..., None] == jnp.arange(3)  # [B, L, 3]
         kind = kind & has[..., None]
+        first_kind = (jnp.arange(3) == 0)[None, None]  # the random (actual) column
+        first4 = first_kind[..., None, None]
 
         def split(x, dx):
-            return jnp.where(kind, dx[..., None], 0.0).at[..., 0].set(x - dx)
+            return jnp.where(first_kind, (x - dx)[..., None], jnp.where(kind, dx[..., None], 0.0))
 
         # ranks a read sends to the child (all of this level's ranks when the child is compute)
         ch = child[:, :, t]
@@ -667,12 +680,13 @@ def combine(sp, static, keep, child, tile, occ, reads, fills, updates, gate, ski
         dfr = jnp.where(rmask, jnp.floor(fR * eff[..., None, None]), 0.0)
         dfu = jnp.where(rmask, jnp.floor(fU * eff[..., None, None]), 0.0)
         kind4 = kind[..., None, None]
-        fsplit = lambda x, dx: jnp.where(kind4, dx[:, :, None], 0.0).at[:, :, 0].set(x - dx)  # noqa: E731
+        def fsplit(x, dx):
+            return jnp.where(first4, (x - dx)[:, :, None], jnp.where(kind4, dx[:, :, None], 0.0))
         out_R, out_U = split(mR, dR), split(mU, dU)
-        out_F = jnp.zeros((B, L, 3)).at[..., 0].set(mF)
+        out_F = jnp.where(first_kind, mF[..., None], 0.0)
         d = jnp.stack([out_R, out_F, out_U], -1)  # [B, L, 3 kinds, 3 ops]
         datas.append(jnp.where(keep[:, :, t][..., None, None], d, 0.0))
-        f_fill = jnp.zeros((B, L, 3, R, 2)).at[:, :, 0].set(fF)
+        f_fill = jnp.where(first4, fF[:, :, None], 0.0)
         f9 = jnp.stack([fsplit(fR, dfr), f_fill, fsplit(fU, dfu)], 3).reshape(B, L, 9, R, 2)
         fmts.append(jnp.where(md_eff[..., None, None, None], f9, 0.0))
         # the innermost SAF of a read-only tensor eliminates computes
@@ -764,12 +778,13 @@ def storage_energy(sp, arr, data, fmt, occ, keep, tile, instances, dec):
     md_vec = jnp.where(w > 0, jnp.ceil(bits / jnp.where(w > 0, w, 1.0)), 0.0)
     e = arr["sp_e"]  # [L, 20]
     # data actions: ACTIONS order is kind-major within op: (random,gated,skipped) x read, fill, update
-    e_data = jnp.stack([e[:, A[f"{k}_{o}"]] for k in ("random", "gated", "skipped") for o in ("read", "fill", "update")], -1)
+    kinds, ops = ("random", "gated", "skipped"), ("read", "fill", "update")
+    e_data = jnp.stack([e[:, A[f"{k}_{o}"]] for k in kinds for o in ops], -1)
     e_data = e_data.reshape(L, 3, 3)
-    e_md = jnp.stack([e[:, A[f"{k}_metadata_{o}"]] for k in ("random", "gated", "skipped") for o in ("read", "fill", "update")], -1)
+    e_md = jnp.stack([e[:, A[f"{k}_metadata_{o}"]] for k in kinds for o in ops], -1)
     # the MICRO'22 artifact's Timeloop charged skipped metadata reads at the random metadata-read energy
     charge = (arr["sp_charge_skipped_metadata_as_actual"] > 0) | sp.charge_skipped_metadata_as_actual
-    e_md = e_md.at[:, 2 * 3 + 0].set(jnp.where(charge, e[:, A["random_metadata_read"]], e_md[:, 2 * 3 + 0]))
+    e_md = jnp.where((jnp.arange(9) == 2 * 3 + 0)[None] & charge, e[:, A["random_metadata_read"]][:, None], e_md)
     per_inst = ((vec * e_data[None, :, None]).sum((-1, -2)) + (md_vec * e_md[None, :, None]).sum(-1)
                 + dec[..., 0] * e[None, :, None, A["decompression_count"]]
                 + dec[..., 1] * e[None, :, None, A["compression_count"]])
@@ -821,7 +836,7 @@ def apply(sp, static, arr, dense):
                                        algorithmic)
     random, gated, skipped = classify_computes(sp, static, keep, models, after, gs, ip)
     # (de)compression between a compressed parent and an uncompressed child
-    dec = jnp.zeros((B, L, T, 2))
+    dec = [[jnp.zeros((B, 2))] * T for _ in range(L)]
     unsupported = jnp.zeros((B,), bool)
     for t in range(T):
         for l in range(L):
@@ -835,7 +850,7 @@ def apply(sp, static, arr, dense):
             pc = pc & keep[:, l, t]
             d_ = jnp.where(pc, data[:, l, t, 0, 1], 0.0)
             c_ = jnp.where(pc & static.read_write[t], _sel(jnp.minimum(par, L - 1), data[:, :, t, 0, 2]), 0.0)
-            dec = dec.at[:, l, t, 0].set(d_).at[:, l, t, 1].set(c_)
+            dec[l][t] = jnp.stack([d_, c_], 1)
             if not sp.decompression_supported[l]:
                 unsupported = unsupported | pc
             if static.read_write[t] and not sp.compression_supported[l]:
@@ -846,6 +861,7 @@ def apply(sp, static, arr, dense):
                 if sp.compressed(cl, t):
                     cc_ = cc_ | (ch == cl)
             unsupported = unsupported | (cc_ & keep[:, l, t])
+    dec = jnp.stack([jnp.stack(row, 1) for row in dec], 1)  # [B, L, T, 2]
     e_ds, bits = storage_energy(sp, arr, data, fmt, occ, keep, tile, dense["instances"], dec)
     cc = jnp.ceil((random + gated) / dense["mac_inst"])
     lc = level_cycles(arr, data, bits, occ, cc)

@@ -186,7 +186,8 @@ def _targets(spec, where):
     if isinstance(top, dict):
         top = _norm(top)
         for i, t in enumerate(top.get("targets") or []):
-            out.append((_norm(t).get("name") if isinstance(t, dict) else None, t, ("sparse_optimizations", "targets", i)))
+            name = _norm(t).get("name") if isinstance(t, dict) else None
+            out.append((name, t, ("sparse_optimizations", "targets", i)))
 
     def walk(node, path):
         if not isinstance(node, dict):
@@ -298,7 +299,8 @@ def parse_sparse(spec):
                     r = _norm(r) if isinstance(r, dict) else {}
                     f = _FORMAT_ALIASES.get(str(r.get("format", "")).lower())
                     if f is None:
-                        p.add(where(*rat, "format"), f"unknown format {r.get('format')!r}: expected one of {list(FORMATS)}")
+                        p.add(where(*rat, "format"),
+                              f"unknown format {r.get('format')!r}: expected one of {list(FORMATS)}")
                         continue
                     md = r.get("metadata_word_bits", r.get("metadata_width"))
                     pl = r.get("payload_word_bits", r.get("payload_width"))
