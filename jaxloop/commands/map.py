@@ -215,21 +215,9 @@ def run(args):
 
 def main(argv=None):
     """`python -m jaxloop.commands.map FILE.yaml ...` (the same as `jaxloop map ...`)."""
-    import argparse
+    from jaxloop.cli import main as cli_main
 
-    parser = argparse.ArgumentParser(prog="jaxloop")
-    sub = parser.add_subparsers(dest="command")
-    add_parser(sub)
-    args = parser.parse_args(["map", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return int(args.func(args) or 0)
-    except SpecError as e:
-        for p in e.problems:
-            print(f"error: {p}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return cli_main(["map", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
