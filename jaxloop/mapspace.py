@@ -1,7 +1,12 @@
-"""Mappings as integer tensors: a batch of B mappings of one architecture and workload.
+"""Mappings as integer tensors, and the mapspace they are drawn from.
 
-Shapes: temporal, spatial_x, spatial_y, perm are [B, L, D]; keep is [B, L, T]. Level 0 is the
-innermost storage level. perm[b, l] lists dimension indices innermost first.
+MappingBatch: a batch of B mappings of one architecture and workload. Shapes: temporal,
+spatial_x, spatial_y, perm are [B, L, D]; keep is [B, L, T]. Level 0 is the innermost storage
+level. perm[b, l] lists dimension indices innermost first.
+
+Mapspace: every mapping allowed by Timeloop-style constraints (jaxloop.constraints), counted
+exactly and indexed by a bijection 0 .. size-1 <-> mapping that decodes on device (see the
+comment block above `class Mapspace` for what is enumerated and which equivalences are merged).
 """
 
 from typing import NamedTuple

@@ -295,10 +295,14 @@ class SearchResult:
     all_rows: dict = None  # --keep-all: index/energy/cycles/status/values of every evaluated mapping
     stop_reason: str = ""
 
+    encoded: dict = None  # flat indices of genome results (when the mapspace has a flat index)
+
     @property
     def best_index(self):
         b = self.reduction.best_id
-        return b if isinstance(b, int) else None
+        if isinstance(b, int):
+            return b
+        return (self.encoded or {}).get("best")
 
     @property
     def best_values(self):
@@ -306,7 +310,8 @@ class SearchResult:
 
     @property
     def top_index(self):
-        return [i if isinstance(i, int) else None for i in self.reduction.top_ids]
+        enc = (self.encoded or {}).get("top") or [None] * len(self.reduction.top_ids)
+        return [i if isinstance(i, int) else e for i, e in zip(self.reduction.top_ids, enc)]
 
     def summary(self):
         r = self.reduction
@@ -695,6 +700,10 @@ def _attach_batches(ms, res):
     if red.best_id is not None:
         res.best_batch = decode([red.best_id])
     res.top_batch = decode(red.top_ids)
+    if ms.flat and (red.top_ids or red.best_id is not None) and not isinstance(red.best_id, int):
+        res.encoded = {"best": ms.encode(res.best_batch.mapping(0)) if res.best_batch is not None else None,
+                       "top": [ms.encode(res.top_batch.mapping(i)) for i in range(res.top_batch.size)]
+                       if res.top_batch is not None else []}
 
 
 # ====================================================================================== random search
