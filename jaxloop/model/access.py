@@ -53,58 +53,60 @@ def sliding_fills(tile, E_bnd, ranks, n, v, perm, boundaries):
     step, so two sums and two flags per class carry the recursion. Each loop advances the
     recursion of every boundary below it; only `boundaries` (levels that can hold data) are kept.
     Translations are small integers, exact in float32; the weighted sums are float64.
+    The carry is batch-last ([K, ..., B]): on CPUs every operation then runs along the long axis.
     """
     B, L, D = n.shape
     bnd = np.asarray(boundaries)
     if bnd.size == 0:
         return tile
     dims = sorted({d for r in ranks for d, _ in r})
+    K, R, Dt = bnd.size, len(ranks), len(dims)
+    coef = [[dict(r).get(d, 0) for d in dims] for r in ranks]  # rank r = sum of coef x dim
     f32 = jnp.float32
-    t_b = tile[:, bnd]
-    ext = jnp.stack([rank_extents(E_bnd[:, bnd], r) for r in ranks], axis=-1).astype(f32)  # [B, K, R]
-    K = bnd.size
-    zb = jnp.zeros((B, K), bool)
-    zr = jnp.zeros((B, K, len(ranks)), f32)
-    carry = (jnp.zeros((B, K, len(dims)), f32), zb, zb, zb, jnp.zeros((B, K)), jnp.zeros((B, K)), zr, zr)
-    dims_arr = jnp.asarray(dims)
+    t_b = tile[:, bnd].T  # [K, B]
+    ext = jnp.stack([rank_extents(E_bnd[:, bnd], r).T for r in ranks], axis=1).astype(f32)  # [K, R, B]
+    zb = jnp.zeros((K, B), bool)
+    zr = jnp.zeros((K, R, B), f32)
+    carry = (jnp.zeros((K, Dt, B), f32), zb, zb, zb, jnp.zeros((K, B)), jnp.zeros((K, B)), zr, zr)
+    dims_col = jnp.asarray(dims)[:, None]
 
     def step(carry, x, below):
         W, started, out_c, out_x, sum_c, sum_x, first, last = carry
-        dim, nn, vv = x
-        move = jnp.where(dim[:, None] == dims_arr[None, :], vv.astype(f32)[:, None], 0)  # [B, Dt]
-        rel_move = move[:, None, :] - W  # [B, K, Dt]: this step's move in iteration space
-        tau = jnp.stack([sum(c * rel_move[..., dims.index(d)] for d, c in r) for r in ranks], axis=-1)
-        ov = jnp.prod(jnp.maximum(0, ext - jnp.abs(tau)), axis=-1).astype(jnp.float64)
+        dim, nn, vv = x  # [B] each
+        move = jnp.where(dim[None, :] == dims_col, vv.astype(f32)[None, :], 0)  # [Dt, B]
+        rel_move = move[None] - W  # [K, Dt, B]: this step's move in iteration space
+        tau = jnp.stack([sum(c * rel_move[:, i] for i, c in enumerate(cr) if c) for cr in coef], axis=1)
+        ov = jnp.prod(jnp.maximum(0, ext - jnp.abs(tau)), axis=1).astype(jnp.float64)  # [K, B]
         dc = t_b - ov  # delta when the translation is credited
-        zero = (tau == 0).all(-1)
-        eq_l = (tau == last).all(-1)
-        l_eq_f = (last == first).all(-1)
-        w = (nn - 1)[:, None]
+        zero = (tau == 0).all(1)
+        eq_l = (tau == last).all(1)
+        l_eq_f = (last == first).all(1)
+        w = (nn - 1)[None, :]
         new = []
         for s1_last in (out_c, out_x):
             d = jnp.where(zero, 0.0, jnp.where(s1_last & ~eq_l, t_b, dc))
-            to_c = jnp.where(zero | s1_last, ~(s1_last & ~l_eq_f) | (~zero & ~eq_l), (tau == first).all(-1))
+            to_c = jnp.where(zero | s1_last, ~(s1_last & ~l_eq_f) | (~zero & ~eq_l), (tau == first).all(1))
             new.append((w * (d + jnp.where(to_c, sum_c, sum_x)), jnp.where(to_c, out_c, out_x)))
         (add_c, o_c), (add_x, o_x) = new
-        active = (nn > 1)[:, None] & below
+        active = (nn > 1)[None, :] & below
         begin = active & ~started & ~zero
         general = active & started
         sum_c = jnp.where(begin, w * dc, jnp.where(general, sum_c + add_c, sum_c))
         sum_x = jnp.where(begin, w * t_b, jnp.where(general, sum_x + add_x, sum_x))
         out_c = jnp.where(begin, True, jnp.where(general, o_c, out_c))
         out_x = jnp.where(begin, False, jnp.where(general, o_x, out_x))
-        first = jnp.where(begin[..., None], tau, first)
-        last = jnp.where(begin[..., None], tau, last)
-        W = W + jnp.where(active[..., None], move[:, None, :], 0)
+        first = jnp.where(begin[:, None], tau, first)
+        last = jnp.where(begin[:, None], tau, last)
+        W = W + jnp.where(active[:, None], move[None], 0)
         return (W, started | begin, out_c, out_x, sum_c, sum_x, first, last), None
 
     for m in range(1, L):
-        below = jnp.asarray(bnd < m)
-        if not bool((bnd < m).any()):
+        if not (bnd < m).any():
             continue
+        below = jnp.asarray(bnd < m)[:, None]
         xs = (perm[:, m].T, n[:, m].T, v[:, m].T)
         carry, _ = jax.lax.scan(lambda c, x: step(c, x, below), carry, xs)
-    return tile.at[:, bnd].add(carry[4])
+    return tile.at[:, bnd].add(carry[4].T)
 
 
 def accesses(static, temporal, spatial, perm, keep, E_bnd, E_below, E_sp, tile, part):
@@ -122,8 +124,7 @@ def accesses(static, temporal, spatial, perm, keep, E_bnd, E_below, E_sp, tile, 
             f_raw = sliding_fills(tl, E_bnd, ranks, n, v, perm, bnd)
         else:
             f_raw = stationary_fills(tl, static.relevant(t), temporal, position)
-        distinct = jnp.stack([distinct_children(spatial[:, l], E_below[:, l], ranks)
-                              for l in range(L)], axis=1).astype(jnp.float64)
+        distinct = distinct_children(spatial, E_below, ranks).astype(jnp.float64)  # [B, L]
         kt = keep[:, :, t]
         # Content accesses: what each level serves to the nearest keeper below it (MaskTiles).
         ca = [t_total * distinct[:, 0]]

@@ -36,18 +36,22 @@ def distinct_children(spatial, E_below, ranks):
     Timeloop groups children whose deltas are equal (exact multicast). Children differing only
     in irrelevant dims coincide; on a sliding rank W = a*i + b*j two spatial dims can also
     coincide (the sumset of two arithmetic progressions: n1*n2 - (n1-b')(n2-a') collisions).
+    The gcds of all sliding ranks are taken in one call (jnp.gcd is a while loop).
     """
     out = jnp.ones(spatial.shape[:-1], spatial.dtype)
+    pairs = []
     for r in ranks:
         if len(r) == 1:
             out = out * spatial[..., r[0][0]]
         else:
             (d1, c1), (d2, c2) = r
-            n1, n2 = spatial[..., d1], spatial[..., d2]
             a = (c1 * E_below[..., d1]).astype(jnp.int32)
             b = (c2 * E_below[..., d2]).astype(jnp.int32)
-            g = jnp.gcd(a, b)
-            dup = jnp.maximum(0, n1 - (b // g).astype(n1.dtype)) * jnp.maximum(0, n2 - (a // g).astype(n2.dtype))
+            pairs.append((spatial[..., d1], spatial[..., d2], a, b))
+    if pairs:
+        g = jnp.gcd(jnp.stack([p[2] for p in pairs]), jnp.stack([p[3] for p in pairs]))
+        for (n1, n2, a, b), gi in zip(pairs, g):
+            dup = jnp.maximum(0, n1 - (b // gi).astype(n1.dtype)) * jnp.maximum(0, n2 - (a // gi).astype(n2.dtype))
             out = out * (n1 * n2 - dup)
     return out
 
