@@ -21,6 +21,9 @@ Semantics (SPEC-dense section 3.4):
 * split (spatial): the first `split` loops of the spatial permutation run along X.
 * keep/bypass: unspecified dataspaces below the outermost level are free.
 * utilization/parallelism `min`: used fanout / total fanout over all spatial levels >= min.
+* a dimension the workload lacks is an error, as in Timeloop; with `drop_absent_dims=True`
+  (whole-network runs: one constraints file for CNN, depthwise and matmul layers) factors and
+  permutation entries naming it are dropped instead, with one warning per constraint.
 """
 
 import re
@@ -85,8 +88,10 @@ class Constraints:
 class _Builder:
     """Accumulates constraint items with Timeloop's re-specification checks."""
 
-    def __init__(self, spec):
+    def __init__(self, spec, drop_absent_dims=False):
         self.spec = spec
+        self.drop_absent = drop_absent_dims
+        self.absent = []  # names dropped from the constraint being parsed (drop_absent_dims)
         self.c = Constraints.empty(spec)
         self.dims = spec.workload.dims
         self.ds = [t.name for t in spec.workload.dataspaces]
@@ -100,6 +105,20 @@ class _Builder:
 
     def warn(self, where, msg):
         self.c.warnings.append(f"{where}: {msg}" if where else msg)
+
+    def _absent(self, name):
+        """With drop_absent_dims: remember a dimension name the workload lacks; True = drop it."""
+        if not self.drop_absent or not re.fullmatch(r"[A-Za-z_][A-Za-z_0-9]*", str(name)):
+            return False
+        if name not in self.absent:
+            self.absent.append(name)
+        return True
+
+    def warn_absent(self, where):
+        if self.absent:
+            self.warn(where, f"dropped the parts naming {', '.join(self.absent)}: the workload "
+                             f"{self.spec.workload.name} has no such dimension (dimensions are {list(self.dims)})")
+            self.absent = []
 
     def level(self, name, where):
         if name in self.names:
@@ -143,9 +162,14 @@ class _Builder:
                 m = _FACTOR.match(tok)
                 name, op, val = (m["name"], m["op"], m["val"]) if m else (None, None, None)
                 if m and not op:  # 'C12': dimension name glued to its value
+                    glued = name
                     name = next((n for n in names if tok.startswith(n) and tok[len(n):].isdigit()), None)
                     val = tok[len(name):] if name else None
                     op = "="
+                    if name is None and self._absent(glued):
+                        continue
+                if name is not None and name not in self.dims and self._absent(name):
+                    continue
                 if name is None or name not in self.dims:
                     self.error(where, f"cannot read factor {tok!r}: expected DIM=N, DIM<=N or DIM>=N with DIM in "
                                       f"{list(self.dims)}")
@@ -163,8 +187,9 @@ class _Builder:
             s = str(text).strip()
             if re.search(r"[\s,]", s):
                 toks = [t for t in re.split(r"[\s,]+", s) if t]
-            elif all(ch in self.dims or ch == "_" for ch in s):
-                toks = list(s)
+            elif all(ch in self.dims or ch == "_" for ch in s) or (
+                    self.drop_absent and all(len(d) == 1 for d in self.dims) and re.fullmatch(r"[A-Za-z_]+", s)):
+                toks = list(s)  # one letter per dimension (Timeloop's own reading)
             else:  # multi-character names glued together: greedy longest match
                 toks, names = [], sorted([*self.dims, "_"], key=len, reverse=True)
                 while s:
@@ -178,6 +203,7 @@ class _Builder:
         if toks.count("_") > 1:
             self.error(where, f"permutation {text!r} has more than one '_'")
             return None
+        toks = [t for t in toks if t == "_" or t in self.dims or not self._absent(t)]
         pre, suf = (toks, []) if "_" not in toks else (toks[:toks.index("_")], toks[toks.index("_") + 1:])
         seen = []
         for t in pre + suf:
@@ -192,6 +218,12 @@ class _Builder:
 
     # ------------------------------------------------------------------ items
     def iteration(self, lv, kind, item, where, default=False):
+        try:
+            self._iteration(lv, kind, item, where, default)
+        finally:
+            self.warn_absent(where)
+
+    def _iteration(self, lv, kind, item, where, default=False):
         slot = (self.c.temporal if kind == "temporal" else self.c.spatial)[lv]
         bounds = self.spec.workload.bounds
         lname = self.names[lv]
@@ -427,12 +459,14 @@ def node_architecture(doc):
     return None
 
 
-def parse_constraints(spec, node_docs=(), extra_sections=()):
+def parse_constraints(spec, node_docs=(), extra_sections=(), drop_absent_dims=False):
     """All constraints that apply to `spec`: timeloopfe dummy defaults, the merged document's
     `architecture_constraints` / `mapspace_constraints` / `mapspace` sections, and `constraints:`
     attached to the nodes of v0.4 architecture trees in `node_docs` ((path, document) pairs,
-    loaded with ruamel's round-trip loader so !Tags survive). Raises SpecError listing every problem."""
-    b = _Builder(spec)
+    loaded with ruamel's round-trip loader so !Tags survive). Raises SpecError listing every problem.
+    `drop_absent_dims`: drop (with a warning) factors and permutation entries naming dimensions
+    the workload lacks, instead of Timeloop's error."""
+    b = _Builder(spec, drop_absent_dims)
     b.dummy_defaults()
     doc = spec.doc or {}
     for key in ("architecture_constraints", "mapspace_constraints", "mapspace", "constraints"):
@@ -473,11 +507,11 @@ def load_node_doc(path):
     return load_yaml(path)
 
 
-def load_mapper_inputs(*paths):
+def load_mapper_inputs(*paths, drop_absent_dims=False):
     """(spec, constraints) for `jaxloop map FILE.yaml...`: the files are merged like Timeloop's
     inputs; an `architecture` given as a v0.4 `nodes` tree (timeloopfe's source format) gives
     its `constraints:`, and the architecture itself unless another file supplies the dumped
-    `subtree` form."""
+    `subtree` form. `drop_absent_dims` as in `parse_constraints`."""
     from jaxloop.spec import spec_from_doc
     from jaxloop.spec.yamlio import Source, load_yaml
 
@@ -497,4 +531,4 @@ def load_mapper_inputs(*paths):
         doc["architecture"] = data["architecture"]
         source.files["architecture"] = (path, data["architecture"])
     spec = spec_from_doc(doc, source, need_mapping=False, files=paths)
-    return spec, parse_constraints(spec, node_docs)
+    return spec, parse_constraints(spec, node_docs, drop_absent_dims=drop_absent_dims)
