@@ -249,14 +249,16 @@ def best_index(ds, objective="energy"):
     return int(np.nanargmin(score))
 
 
-def concat_layers(datasets, names, repeats=None, objective="energy", attrs=None):
+def concat_layers(datasets, names, repeats=None, objective="energy", attrs=None, choice=None):
     """One dataset per layer (same architecture) -> one network dataset with a `layer` dimension.
 
     Layers may have different dimension sets (e.g. depthwise next to CNN_Layer): the `dim`
     coordinate becomes their union (a layer's missing dimensions have `bound` 0 and factor 1)
     and mappings are padded to the longest layer (padding rows have the `absent` status bit).
     Adds per layer `repeats` (default 1), `spec` (that layer's input YAML) and `choice` (its best
-    valid mapping by `objective`), and the network totals over the chosen mappings:
+    valid mapping by `objective`, a [mapping] variable; or `choice`, one row per layer given by the
+    caller, e.g. the mapper's best under a lexicographic objective), and the network totals over
+    the chosen mappings:
     `total_energy`, `total_cycles`, `total_computes`, `total_edp`, `total_level_energy[level]`
     (layers run one after another; each counted `repeats` times; NaN if a layer has no valid mapping)."""
     names = [str(n) for n in names]
@@ -291,7 +293,11 @@ def concat_layers(datasets, names, repeats=None, objective="energy", attrs=None)
     reps = np.ones(len(names), np.int64) if repeats is None else np.asarray(repeats, np.int64)
     if reps.shape != (len(names),):
         raise ValueError(f"repeats needs one count per layer ({len(names)}), got {list(reps)}")
-    choice = np.array([best_index(d, objective) for d in datasets], np.int64)
+    if choice is None:
+        choice = [best_index(d, objective) for d in datasets]
+    choice = np.asarray(choice, np.int64)
+    if choice.shape != (len(names),) or any(c >= d.sizes["mapping"] for c, d in zip(choice, datasets)):
+        raise ValueError(f"choice needs one row per layer ({len(names)}) within its mappings, got {list(choice)}")
     out["repeats"] = ("layer", reps, {"units": "1", "long_name": "times the layer occurs in the network"})
     out["spec"] = ("layer", np.array(specs, dtype=object), {"long_name": "input YAML of the layer"})
     out["layer_workload"] = ("layer", np.array(workloads, dtype=object), {"long_name": "workload name"})
