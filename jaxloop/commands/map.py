@@ -7,11 +7,15 @@
 Exhaustive runs checkpoint (next index + partial reductions) to `<first output>.ckpt` (or
 `--checkpoint PATH`) every `--checkpoint-every` seconds and on Ctrl-C; the same command run
 again resumes there. A finished run removes its checkpoint.
+
+A network file (top-level `layers:`) among the FILEs maps every layer in turn
+(jaxloop.commands.network).
 """
 
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -30,7 +34,8 @@ def add_parser(subparsers):
     p.add_argument("files", nargs="+", metavar="FILE.yaml",
                    help="Timeloop inputs merged in order: architecture (v0.4 `nodes` tree with its constraints, or "
                         "timeloopfe's processed `subtree` form, which wins when both are given), problem, mapspace "
-                        "constraints, mapper settings")
+                        "constraints, mapper settings; a network file (top-level `layers:`) in place of the problem "
+                        "maps every layer")
     p.add_argument("--ert", metavar="ERT.yaml", help="Accelergy energy reference table (else estimated)")
     p.add_argument("--art", metavar="ART.yaml", help="Accelergy area reference table")
     p.add_argument("--search", choices=ALGORITHMS, help="search algorithm (default: the mapper YAML's algorithm, else "
@@ -97,8 +102,9 @@ def _attrs(res, ms):
     return attrs
 
 
-def write_results(path, spec, static, karr, table, ms, res, keep_all):
-    """Evaluate the rows to keep again (full Stats) and write them with jaxloop.results."""
+def results_dataset(spec, static, karr, table, ms, res, keep_all):
+    """The top-k (or, with `keep_all`, every evaluated) mapping evaluated again (full Stats) as a
+    jaxloop.results dataset, with the search summary in its attributes; None if none is valid."""
     import jax
     import xarray as xr
 
@@ -127,46 +133,60 @@ def write_results(path, spec, static, karr, table, ms, res, keep_all):
         ds = results.to_dataset(spec, static, jax.tree_util.tree_map(np.asarray, st), res.top_batch, table=table,
                                 index=index)
     else:
-        print("warning: no valid mapping found; results file not written", file=sys.stderr)
         return None
     ds.attrs.update(results._legal_attrs(_attrs(res, ms)))
+    return ds
+
+
+def write_results(path, spec, static, karr, table, ms, res, keep_all):
+    """`results_dataset` written atomically to `path` (None, with a warning, if nothing is valid)."""
+    from jaxloop import results
+
+    ds = results_dataset(spec, static, karr, table, ms, res, keep_all)
+    if ds is None:
+        print("warning: no valid mapping found; results file not written", file=sys.stderr)
+        return None
     return results.write_dataset(ds, path)
 
 
-def run(args):
-    spec, constraints = load_mapper_inputs(*args.files)
+def load_layer(args, files, drop_absent_dims=False, say=None):
+    """(spec, mapspace) of the merged FILEs; constraint warnings go to `say` (default: stderr)."""
+    say = say or (lambda m: print(m, file=sys.stderr))
+    spec, constraints = load_mapper_inputs(*files, drop_absent_dims=drop_absent_dims)
     for w in constraints.warnings:
-        print(f"warning: {w}", file=sys.stderr)
-    ms = Mapspace(spec, constraints, prune_fanout=not args.no_prune_fanout)
-    if args.size:
-        print(ms.size_text())
-        return 0
+        say(f"warning: {w}")
+    return spec, Mapspace(spec, constraints, prune_fanout=not args.no_prune_fanout)
 
+
+def prepare(args, spec, ms, say=None):
+    """Mapper settings, objective, energy table, compiled spec and search algorithm for one layer."""
     from jaxloop.compiler import compile_spec
     from jaxloop.energy.tables import tables_for
-    from jaxloop.model.evaluate import evaluate_one
-    from jaxloop.report import stats_json, summary_text
 
+    say = say or (lambda m: print(m, file=sys.stderr))
     settings = MapperSettings.from_doc(spec.doc)
     for w in settings.warnings:
-        print(f"note: {w}", file=sys.stderr)
+        say(f"note: {w}")
     objective = Objective.parse(spec, args.objective if args.objective else settings.metrics)
     table = tables_for(spec, args.ert, args.art)
     static, karr = compile_spec(spec, table)
     alg = args.search or settings.algorithm or ("exhaustive" if ms.flat and ms.size <= AUTO_EXHAUSTIVE else "hybrid")
     if alg == "exhaustive" and not ms.flat:
         raise SpecError(f"the mapspace has {ms.size:.3e} mappings, too many to enumerate: use --search hybrid or random")
-    print(f"mapspace: {ms.size:,} mappings; search: {alg}; objective: {objective.text} "
-          f"({'lexicographic, 0.1% tolerance' if objective.lexicographic else 'weighted sum'})")
+    return SimpleNamespace(settings=settings, objective=objective, table=table, static=static, karr=karr, alg=alg)
+
+
+def run_search(args, ms, p, checkpoint):
+    """Run the search `p.alg` with the command's options; print what it evaluated."""
     if args.chunk is None:
         import jax
 
         args.chunk = 4096 * len(jax.local_devices())
+    settings, alg = p.settings, p.alg
     kw = dict(topk=args.top, budget=args.budget, time_limit=args.time, progress=not args.no_progress)
     if alg == "exhaustive":
-        ck = checkpoint_path(args)
-        kw.update(chunk=args.chunk, keep_all=args.keep_all, checkpoint=ck, checkpoint_every=args.checkpoint_every,
-                  restart=args.restart)
+        kw.update(chunk=args.chunk, keep_all=args.keep_all, checkpoint=checkpoint,
+                  checkpoint_every=args.checkpoint_every, restart=args.restart)
     elif alg == "hybrid":
         kw.update(population=args.population, seed=args.seed, search_size=settings.search_size or None)
     else:
@@ -176,8 +196,7 @@ def run(args):
             kw["perms_per_if"] = settings.max_permutations_per_if_visit
         if args.keep_all:
             print("note: --keep-all applies to exhaustive search only", file=sys.stderr)
-    res = search(alg, ms, static, karr, objective, **kw)
-
+    res = search(alg, ms, p.static, p.karr, p.objective, **kw)
     red = res.reduction
     rate = red.evaluated / res.elapsed if res.elapsed > 0 else 0.0
     print(f"evaluated {red.evaluated:,} mappings in {res.elapsed:.1f} s ({rate:,.0f}/s), {red.valid:,} valid; "
@@ -186,7 +205,29 @@ def run(args):
     if bad:
         print("invalid mappings by reason: " + ", ".join(f"{k} {v:,}" for k, v in bad.items()))
     if res.interrupted and alg == "exhaustive":
-        print(f"interrupted: checkpoint left at {checkpoint_path(args)}; run the same command to resume")
+        print(f"interrupted: checkpoint left at {checkpoint}; run the same command to resume")
+    return res
+
+
+def run(args):
+    from jaxloop.commands import network
+
+    net = network.find_network(args.files)
+    if net is not None:
+        return network.run(args, *net)
+    spec, ms = load_layer(args, args.files)
+    if args.size:
+        print(ms.size_text())
+        return 0
+
+    from jaxloop.model.evaluate import evaluate_one
+    from jaxloop.report import stats_json, summary_text
+
+    p = prepare(args, spec, ms)
+    objective, table, static, karr, alg = p.objective, p.table, p.static, p.karr, p.alg
+    print(f"mapspace: {ms.size:,} mappings; search: {alg}; objective: {objective.text} "
+          f"({'lexicographic, 0.1% tolerance' if objective.lexicographic else 'weighted sum'})")
+    res = run_search(args, ms, p, checkpoint_path(args) if alg == "exhaustive" else None)
     if res.best_batch is None:
         print("no valid mapping found")
         return 130 if res.interrupted else 1
