@@ -1006,13 +1006,7 @@ def hybrid(ms, static, karr, objective, *, population=1 << 12, topk=10, budget=N
         out = ev.genome(pop)
         fit = fns.fitness(out)
         merge(out)
-        while True:
-            key, kb = jax.random.split(key)
-            kids = fns.breed(kb, pop, fit)
-            kout = ev.genome(kids)
-            kfit = fns.fitness(kout)
-            pop, fit = fns.survive(pop, fit, kids, kfit)
-            stale = 0 if merge(kout) else stale + 1
+        while True:  # the limits are checked before every generation, the first one included
             if budget is not None and red.evaluated >= budget:
                 reason = f"budget ({budget} mappings)"
             elif time_limit is not None and time.time() - t0 >= time_limit:
@@ -1025,6 +1019,12 @@ def hybrid(ms, static, karr, objective, *, population=1 << 12, topk=10, budget=N
                 interrupted, reason = True, "interrupted"
             if reason:
                 break
+            key, kb = jax.random.split(key)
+            kids = fns.breed(kb, pop, fit)
+            kout = ev.genome(kids)
+            kfit = fns.fitness(kout)
+            pop, fit = fns.survive(pop, fit, kids, kfit)
+            stale = 0 if merge(kout) else stale + 1
     except KeyboardInterrupt:
         interrupted, reason = True, "interrupted"
     finally:

@@ -274,3 +274,6 @@ def test_random_and_hybrid_find_the_optimum_region():
     h = hybrid(ms, static, karr, obj, budget=40 * 1024, progress=False, seed=3, evaluator=ev)
     assert h.best_values is not None and h.best_values[1] <= 1.02 * best[1]
     assert ms.encode(h.best_batch.mapping(0)) >= 0  # the hybrid's best lies in the mapspace
+    # limits are checked before every generation: an exhausted time limit stops after the first population
+    t = hybrid(ms, static, karr, obj, time_limit=0, progress=False, seed=4, evaluator=ev)
+    assert t.stop_reason == "time limit" and t.reduction.evaluated == ev.chunk

@@ -46,7 +46,8 @@ def add_parser(subparsers):
                         "'0.5*energy+delay' = weighted sum (default: the mapper YAML's optimization_metrics, else edp)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--budget", type=int, metavar="N", help="evaluate at most N mappings")
-    g.add_argument("--time", type=float, metavar="S", help="stop after S seconds")
+    g.add_argument("--time", type=float, metavar="S", help="stop after S seconds (compilation included; a search always "
+                   "evaluates its first chunk or population)")
     p.add_argument("--top", type=int, default=10, metavar="K", help="keep the K best mappings (default 10)")
     p.add_argument("--keep-all", action="store_true", help="keep every evaluated mapping (exhaustive; written to "
                    "--out)")
