@@ -29,6 +29,7 @@ class Static:
     # levels (they only carry a spatial fan-out) and where mapspace constraints force a bypass.
     analog: object = None  # jaxloop.model.converters.AnalogStatic for an analog crossbar design, else None
     sparse: object = None  # jaxloop.model.sparse.SparseStatic when sparse_optimizations are declared, else None
+    fanout: tuple = ()  # [L] physical (X, Y) fan-out below each level: the mesh of link transfers
 
     @property
     def T(self):
@@ -67,7 +68,8 @@ def compile_spec(spec, table, keepable=None):
         ranks.append(rr)
     static = Static(len(arch.levels), len(wl.dims), tuple(ranks), tuple(ds.read_write for ds in wl.dataspaces),
                     arch.names, tuple(ds.name for ds in wl.dataspaces), wl.dims,
-                    _keepable(arch, len(wl.dataspaces), keepable))
+                    _keepable(arch, len(wl.dataspaces), keepable),
+                    fanout=tuple(arch.fanout(i) for i in range(len(arch.levels))))
 
     missing = []
 
