@@ -20,25 +20,26 @@ def loop_table(temporal, perm, E_sp):
 
 
 def stationary_fills(tile, rel, temporal, position):
-    """Non-sliding fills[b, l] = tile x product of the loop bounds above l from the first
+    """Non-sliding fills [L, B] = tile x product of the loop bounds above l from the first
     relevant non-trivial loop outward (inside it the tile stays resident, delta 0).
 
-    Per level only the loops ahead of its first relevant loop depend on the order; `position`
-    [B, L, D] is each dimension's place in its level's permutation (innermost first)."""
-    B, L, D = temporal.shape
-    rel_nt = jnp.asarray(rel)[None, None, :] & (temporal > 1)  # [B, L, D]
-    first = jnp.min(jnp.where(rel_nt, position, D), axis=2)  # first relevant loop's place
-    ahead = jnp.prod(jnp.where(position < first[..., None], temporal, 1.0), axis=2)  # resident run
-    full = jnp.prod(temporal, axis=2)  # [B, L]
-    has_rel = rel_nt.any(axis=2)
+    Batch-last: tile [L, B], temporal and position [L, D, B]. Per level only the loops ahead of
+    its first relevant loop depend on the order; `position` is each dimension's place in its
+    level's permutation (innermost first)."""
+    L, D, B = temporal.shape
+    rel_nt = jnp.asarray(rel)[None, :, None] & (temporal > 1)  # [L, D, B]
+    first = jnp.min(jnp.where(rel_nt, position, D), axis=1)  # first relevant loop's place
+    ahead = jnp.prod(jnp.where(position < first[:, None], temporal, 1.0), axis=1)  # resident run
+    full = jnp.prod(temporal, axis=1)  # [L, B]
+    has_rel = rel_nt.any(axis=1)
     out = [jnp.ones(B, tile.dtype)]  # top level: nothing above
     acc = jnp.ones(B, tile.dtype)  # product over levels above the current one
     run = jnp.ones(B, tile.dtype)  # answer for the boundary just below level m
     for m in range(L - 1, 0, -1):
-        run = jnp.where(has_rel[:, m], full[:, m] / ahead[:, m] * acc, run)
-        acc = acc * full[:, m]
+        run = jnp.where(has_rel[m], full[m] / ahead[m] * acc, run)
+        acc = acc * full[m]
         out.append(run)
-    return tile * jnp.stack(out[::-1], axis=1)
+    return tile * jnp.stack(out[::-1], axis=0)
 
 
 def sliding_fills(tile, E_bnd, ranks, n, v, perm, boundaries):
@@ -110,42 +111,43 @@ def sliding_fills(tile, E_bnd, ranks, n, v, perm, boundaries):
 
 
 def accesses(static, temporal, spatial, perm, keep, E_bnd, E_below, E_sp, tile, part):
-    """keep must already be False where static.keepable is (the kernel's status flags it)."""
-    """Per-instance reads, fills, updates [B, L, T] after bypass routing and read-modify-write."""
+    """Per-instance reads, fills, updates [B, L, T] after bypass routing and read-modify-write.
+
+    keep must already be False where static.keepable is (the kernel's status flags it). The
+    per-level recursions run batch-last ([L, ..., B]): on CPUs each step is then a contiguous
+    vector operation instead of a strided slice."""
     B, L, D = temporal.shape
     n, v = loop_table(temporal, perm, E_sp)
-    position = jnp.argsort(perm, axis=2)  # each dimension's place in its level's loop order
     t_total = jnp.prod(temporal.reshape(B, -1).astype(jnp.float64), axis=1)
+    last = lambda x: jnp.moveaxis(x, 0, -1)  # noqa: E731  [B, ...] -> [..., B]
+    temporal_l, spatial_l, E_below_l = last(temporal), last(spatial), last(E_below)
+    position = last(jnp.argsort(perm, axis=2))  # each dimension's place in its level's loop order
+    keep_l, tile_l, part_l = last(keep), last(tile).astype(jnp.float64), last(part).astype(jnp.float64)  # [L, T, B]
     reads, fills, updates = [], [], []
     for t, ranks in enumerate(static.ranks):
-        tl = tile[:, :, t].astype(jnp.float64)
         if static.sliding(t):
             bnd = tuple(l for l in range(L - 1) if static.keepable[l][t])
-            f_raw = sliding_fills(tl, E_bnd, ranks, n, v, perm, bnd)
+            f_raw = sliding_fills(tile[:, :, t].astype(jnp.float64), E_bnd, ranks, n, v, perm, bnd).T
         else:
-            f_raw = stationary_fills(tl, static.relevant(t), temporal, position)
-        distinct = distinct_children(spatial, E_below, ranks).astype(jnp.float64)  # [B, L]
-        kt = keep[:, :, t]
+            f_raw = stationary_fills(tile_l[:, t], static.relevant(t), temporal_l, position)
+        distinct = distinct_children(spatial_l, E_below_l, ranks).astype(jnp.float64)  # [L, B]
+        kt = keep_l[:, t]
         # Content accesses: what each level serves to the nearest keeper below it (MaskTiles).
-        ca = [t_total * distinct[:, 0]]
+        ca = [t_total * distinct[0]]
         for l in range(1, L):
-            ca.append(distinct[:, l] * jnp.where(kt[:, l - 1], f_raw[:, l - 1], ca[-1]))
-        ca = jnp.stack(ca, axis=1)
+            ca.append(distinct[l] * jnp.where(kt[l - 1], f_raw[l - 1], ca[-1]))
+        ca = jnp.stack(ca)
         kept_above = [jnp.zeros(B, bool)]  # is there a keeper above level l?
         for l in range(L - 1, 0, -1):
-            kept_above.append(kept_above[-1] | kt[:, l])
-        top = kt & ~jnp.stack(kept_above[::-1], axis=1)
-        p = part[:, :, t].astype(jnp.float64)
+            kept_above.append(kept_above[-1] | kt[l])
+        top = kt & ~jnp.stack(kept_above[::-1])
+        p = part_l[:, t]
         if static.read_write[t]:
-            upd = ca
-            rd = ca - p
-            fl = jnp.where(top, 0.0, f_raw - p)
+            upd, rd, fl = ca, ca - p, jnp.where(top, 0.0, f_raw - p)
         else:
-            upd = jnp.zeros_like(ca)
-            rd = ca
-            fl = jnp.where(top, 0.0, f_raw)
+            upd, rd, fl = jnp.zeros_like(ca), ca, jnp.where(top, 0.0, f_raw)
         reads.append(jnp.where(kt, rd, 0.0))
         fills.append(jnp.where(kt, fl, 0.0))
         updates.append(jnp.where(kt, upd, 0.0))
-    st = lambda xs: jnp.stack(xs, axis=2)  # noqa: E731
+    st = lambda xs: jnp.moveaxis(jnp.stack(xs, axis=1), -1, 0)  # noqa: E731  [L, T, B] -> [B, L, T]
     return st(reads), st(fills), st(updates), t_total

@@ -31,23 +31,23 @@ def extents(temporal, spatial):
 
 
 def distinct_children(spatial, E_below, ranks):
-    """Number of distinct child tiles of tensor `ranks` among the spatial children of each level.
+    """Number of distinct child tiles of tensor `ranks` among the spatial children of each level
+    (batch-last: spatial, E_below [L, D, B] -> [L, B]).
 
     Timeloop groups children whose deltas are equal (exact multicast). Children differing only
     in irrelevant dims coincide; on a sliding rank W = a*i + b*j two spatial dims can also
     coincide (the sumset of two arithmetic progressions: n1*n2 - (n1-b')(n2-a') collisions).
     The gcds of all sliding ranks are taken in one call (jnp.gcd is a while loop).
     """
-    out = jnp.ones(spatial.shape[:-1], spatial.dtype)
+    out = jnp.ones((spatial.shape[0], spatial.shape[2]), spatial.dtype)
     pairs = []
     for r in ranks:
         if len(r) == 1:
-            out = out * spatial[..., r[0][0]]
+            out = out * spatial[:, r[0][0]]
         else:
             (d1, c1), (d2, c2) = r
-            a = (c1 * E_below[..., d1]).astype(jnp.int32)
-            b = (c2 * E_below[..., d2]).astype(jnp.int32)
-            pairs.append((spatial[..., d1], spatial[..., d2], a, b))
+            pairs.append((spatial[:, d1], spatial[:, d2], (c1 * E_below[:, d1]).astype(jnp.int32),
+                          (c2 * E_below[:, d2]).astype(jnp.int32)))
     if pairs:
         g = jnp.gcd(jnp.stack([p[2] for p in pairs]), jnp.stack([p[3] for p in pairs]))
         for (n1, n2, a, b), gi in zip(pairs, g):
