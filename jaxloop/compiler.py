@@ -29,7 +29,9 @@ class Static:
     # levels (they only carry a spatial fan-out) and where mapspace constraints force a bypass.
     analog: object = None  # jaxloop.model.converters.AnalogStatic for an analog crossbar design, else None
     sparse: object = None  # jaxloop.model.sparse.SparseStatic when sparse_optimizations are declared, else None
-    fanout: tuple = ()  # [L] physical (X, Y) fan-out below each level: the mesh of link transfers
+    fanout: tuple = ()  # [L] physical (X, Y) fan-out below each level: the mesh of link transfers (empty
+    # without links, so designs differing only in their meshes share one compiled kernel)
+    links: bool = True  # model Timeloop's link transfers (its default; costs O(fan-out^2) per mapping)
 
     @property
     def T(self):
@@ -46,12 +48,14 @@ class Static:
         return tuple(rel)
 
 
-def compile_spec(spec, table, keepable=None):
+def compile_spec(spec, table, keepable=None, links=True):
     """(Static, arrays) for the kernel. `table` is an EnergyTable covering every level.
 
     `keepable` ([L][T] bools) narrows where dataspaces may be kept, e.g. from mapspace
     constraints; the kernel then skips work for the other levels and flags mappings that keep
-    a dataspace there (status bit "keep")."""
+    a dataspace there (status bit "keep"). `links=False` leaves out Timeloop's link transfers
+    (jaxloop/model/links.py), which cost O(fan-out^2) work per mapping: the mapper searches
+    without them by default and evaluates what it reports with them."""
     wl, arch = spec.workload, spec.arch
     ranks = []
     for ds in wl.dataspaces:
@@ -69,7 +73,8 @@ def compile_spec(spec, table, keepable=None):
     static = Static(len(arch.levels), len(wl.dims), tuple(ranks), tuple(ds.read_write for ds in wl.dataspaces),
                     arch.names, tuple(ds.name for ds in wl.dataspaces), wl.dims,
                     _keepable(arch, len(wl.dataspaces), keepable),
-                    fanout=tuple(arch.fanout(i) for i in range(len(arch.levels))))
+                    fanout=tuple(arch.fanout(i) for i in range(len(arch.levels))) if links else (),
+                    links=bool(links))
 
     missing = []
 

@@ -94,8 +94,9 @@ def _evaluate(static, arr, batch):
     part = tiling.partitions(tile, jnp.stack(den, axis=2))
     reads, fills, updates, t_total = access.accesses(static, temporal, spatial, perm, keep,
                                                      E_bnd, E_below, E_sp, tile, part)
-    reads, fills, updates = links.link_transfers(static, temporal, sx, sy, perm, keep, E_bnd, E_below, E_sp, tile,
-                                                 part, t_total, reads, fills, updates)  # Timeloop's links
+    if static.links:  # Timeloop's neighbour forwarding between spatial instances
+        reads, fills, updates = links.link_transfers(static, temporal, sx, sy, perm, keep, E_bnd, E_below, E_sp,
+                                                     tile, part, t_total, reads, fills, updates)
     reads, fills, updates = converters.drop_weight_loading(static, arr, reads, fills, updates)  # analog only
     inst_above = jnp.prod(spatial, axis=2).astype(jnp.float64)  # [B, L] spatial fan-out used at each level
     above = [jnp.ones(B)]  # utilized instances of level l: spatial fan-out used above it
