@@ -159,7 +159,7 @@ def run(args):
             for bits in bits_list:
                 sp = load_point(base, layer_doc, n, cpa, bits)
                 table = tables_for(sp)
-                static, arr = compile_spec(sp, table)
+                static, arr = compile_spec(sp, table, links=False)  # searched as `jaxloop map` does
                 if static0 is None:
                     static0 = static
                 assert static == static0  # ADC numbers are traced: one compiled kernel per crossbar size
@@ -212,7 +212,7 @@ def cross_check(base, layer_doc, points):
         return None
     spec = load_point(base, layer_doc, 128, 128, 8)
     ms = Mapspace(spec, parse_constraints(spec, extra_sections=[("analog_dse", dse_constraints(spec))]))
-    static, arr = compile_spec(spec, tables_for(spec))
+    static, arr = compile_spec(spec, tables_for(spec), links=False)
     res = exhaustive(ms, static, arr, Objective.parse(spec, ["energy"]), progress=False)
     e = float(res.best_values[0])
     return {"search_best_pJ": e, "dse_best_pJ": ref["pJ_per_MAC"] * ref["macs"],

@@ -1,16 +1,20 @@
 """Kernel throughput: mappings/s of evaluate() on random valid mappings of the tl06 case
 (VGG-16 conv layer, C128 M256 P56 Q56 R3 S3, on the Eyeriss-like design).
 
-    .venv/bin/python benchmarks/throughput.py [--sizes 1000 10000 100000 1000000] [--chunk 16384]
+    .venv/bin/python benchmarks/throughput.py [--sizes 1000 10000 100000 1000000] [--chunk 8192]
 
 Every mapping keeps what the reference mapping keeps (tl06's constraints fix the spads to one
 dataspace each), passed to the compiler as `keepable` so the kernel skips impossible levels.
-Compile time is reported apart; batches above --chunk are evaluated in fixed-size chunks (one
-compiled shape). Prints a table and writes benchmarks/results/throughput-<device>.json.
+Three configurations: `scored` = energy, cycles and validity without link transfers (what the
+mapper's search runs by default), `scored+links` = the same with Timeloop's link transfers, and
+`stats+links` = every Stats field with links (timeloop-model's full output). Compile time is
+reported apart; batches above --chunk run in fixed-size chunks (one compiled shape). Prints a
+table and writes benchmarks/results/throughput-<device>.json.
 """
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -79,46 +83,49 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     spec = jaxloop.load_spec(CASE / "input.yaml")
-    static, arr = compile_spec(spec, load_tables(CASE / "ERT.yaml"), keepable=spec.mapping.keep)
+    table = load_tables(CASE / "ERT.yaml")
+    static, arr = compile_spec(spec, table, keepable=spec.mapping.keep)  # links on: Timeloop's default
+    static_n = compile_spec(spec, table, keepable=spec.mapping.keep, links=False)[0]
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
     jax.block_until_ready(evaluate(static, arr, shard(random_mappings(spec, args.chunk, rng))).energy)
     compile_s = time.perf_counter() - t0
-    pool, valid_frac = valid_pool(static, arr, spec, min(max(args.sizes), 65536), rng, args.chunk)
+    pool, valid_frac = valid_pool(static_n, arr, spec, min(max(args.sizes), 65536), rng, args.chunk)
     device = jax.devices()[0]
     n_dev = len(jax.local_devices())
+    configs = (("scored", scored(static_n), lambda f, x: f(arr, x)[0]),
+               ("scored+links", scored(static), lambda f, x: f(arr, x)[0]),
+               ("stats+links", None, lambda f, x: evaluate(static, arr, x).energy))
     rows = []
     for B in args.sizes:
         chunks = [min(args.chunk, B - s) for s in range(0, B, args.chunk)]
         full = MappingBatch(*(np.resize(np.asarray(a), (args.chunk, *a.shape[1:])) for a in pool))
         small = None if chunks[-1] == args.chunk else shard(MappingBatch(*(np.asarray(a)[: chunks[-1]] for a in full)))
         full = shard(full)
-        if small is not None:  # compile the tail shape outside the timing
-            jax.block_until_ready(evaluate(static, arr, small).energy)
-        score = scored(static)
-        jax.block_until_ready(score(arr, full))
-        if small is not None:
-            jax.block_until_ready(score(arr, small))
-        timing = {}
-        for name, fn in (("stats", lambda x: evaluate(static, arr, x).energy), ("scored", lambda x: score(arr, x)[0])):
+        row = {"batch": B}
+        for name, f, call in configs:
+            for x in (full, small):  # compile every shape outside the timing
+                if x is not None:
+                    jax.block_until_ready(call(f, x))
             best = float("inf")
-            for _ in range(args.repeat):
+            for _ in range(args.repeat if B < 1_000_000 else 1):
                 t = time.perf_counter()
                 for c in chunks:
-                    out = fn(full if c == args.chunk else small)
+                    out = call(f, full if c == args.chunk else small)
                 jax.block_until_ready(out)
                 best = min(best, time.perf_counter() - t)
-            timing[name] = best
-        rows.append({"batch": B, "seconds": timing["stats"], "mappings_per_s": B / timing["stats"],
-                     "scored_seconds": timing["scored"], "scored_mappings_per_s": B / timing["scored"]})
-    result = {"case": CASE.name, "device": str(device), "devices": n_dev, "platform": platform.processor() or platform.machine(),
-              "cpu_count": __import__("os").cpu_count(), "jax": jax.__version__, "chunk": args.chunk,
+            row[f"{name}_seconds"] = best
+            row[f"{name}_mappings_per_s"] = B / best
+        rows.append(row)
+    result = {"case": CASE.name, "device": str(device), "devices": n_dev,
+              "platform": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+              "load_average": os.getloadavg(), "jax": jax.__version__, "chunk": args.chunk,
               "compile_s": compile_s, "valid_fraction_of_random": valid_frac, "rows": rows}
     print(f"tl06 kernel throughput on {n_dev} x {device.platform} (chunk {args.chunk}, compile {compile_s:.1f} s, "
-          f"{100 * valid_frac:.1f} % of random mappings valid)")
-    print(f"{'batch':>10} {'full Stats/s':>14} {'scored/s':>14}")
+          f"{100 * valid_frac:.1f} % of random mappings valid, load average {os.getloadavg()[0]:.1f})")
+    print(f"{'batch':>10} " + " ".join(f"{name + '/s':>16}" for name, _, _ in configs))
     for r in rows:
-        print(f"{r['batch']:>10,} {r['mappings_per_s']:>14,.0f} {r['scored_mappings_per_s']:>14,.0f}")
+        print(f"{r['batch']:>10,} " + " ".join(f"{r[name + '_mappings_per_s']:>16,.0f}" for name, _, _ in configs))
     kind = "gpu" if device.platform == "gpu" else "cpu"
     out = ROOT / "benchmarks" / "results" / f"throughput-{kind}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")

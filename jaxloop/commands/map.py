@@ -46,8 +46,9 @@ def add_parser(subparsers):
                         "'0.5*energy+delay' = weighted sum (default: the mapper YAML's optimization_metrics, else edp)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--budget", type=int, metavar="N", help="evaluate at most N mappings")
-    g.add_argument("--time", type=float, metavar="S", help="stop after S seconds (compilation included; a search always "
-                   "evaluates its first chunk or population)")
+    g.add_argument("--time", type=float, metavar="S",
+                   help="stop after S seconds (compilation included; a search always evaluates its first chunk or "
+                        "population)")
     p.add_argument("--top", type=int, default=10, metavar="K", help="keep the K best mappings (default 10)")
     p.add_argument("--keep-all", action="store_true", help="keep every evaluated mapping (exhaustive; written to "
                    "--out)")
@@ -63,6 +64,10 @@ def add_parser(subparsers):
     p.add_argument("--checkpoint", metavar="PATH", help="exhaustive checkpoint file (default: next to the output)")
     p.add_argument("--checkpoint-every", type=float, default=30.0, metavar="S", help="seconds between checkpoints")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument("--links", action="store_true",
+                   help="search with Timeloop's link transfers in the kernel (exact, but O(fan-out^2) work and memory "
+                        "per mapping); by default the search ranks mappings without them and the best mapping, its "
+                        "JSON and the results file are evaluated with them")
     p.add_argument("--no-prune-fanout", action="store_true",
                    help="keep spatial factors that exceed every usable mesh axis in the mapspace")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -170,11 +175,13 @@ def prepare(args, spec, ms, say=None):
         say(f"note: {w}")
     objective = Objective.parse(spec, args.objective if args.objective else settings.metrics)
     table = tables_for(spec, args.ert, args.art)
-    static, karr = compile_spec(spec, table)
+    static, karr = compile_spec(spec, table, links=args.links)  # the search kernel
+    static_out = static if args.links else compile_spec(spec, table)[0]  # what is reported: Timeloop's full model
     alg = args.search or settings.algorithm or ("exhaustive" if ms.flat and ms.size <= AUTO_EXHAUSTIVE else "hybrid")
     if alg == "exhaustive" and not ms.flat:
         raise SpecError(f"the mapspace has {ms.size:.3e} mappings, too many to enumerate: use --search hybrid or random")
-    return SimpleNamespace(settings=settings, objective=objective, table=table, static=static, karr=karr, alg=alg)
+    return SimpleNamespace(settings=settings, objective=objective, table=table, static=static, karr=karr, alg=alg,
+                           static_out=static_out)
 
 
 def run_search(args, ms, p, checkpoint):
@@ -248,7 +255,7 @@ def run(args):
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
         print(f"wrote {args.json}")
     if args.out:
-        if write_results(args.out, spec, static, karr, table, ms, res, args.keep_all):
+        if write_results(args.out, spec, p.static_out, karr, table, ms, res, args.keep_all):
             print(f"wrote {args.out}")
     if res.interrupted:
         return 130

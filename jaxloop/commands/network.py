@@ -32,7 +32,7 @@ import numpy as np
 from jaxloop.errors import SpecError
 
 _PRIVATE = ("network_fingerprint", "network_choice", "network_stats", "network_mapping")
-_OPTIONS = ("search", "objective", "budget", "time", "top", "keep_all", "population", "seed", "ert", "art",
+_OPTIONS = ("search", "objective", "budget", "time", "top", "keep_all", "population", "seed", "ert", "art", "links",
             "no_prune_fanout")
 
 
@@ -129,9 +129,9 @@ def _with_best(ds, spec, p, res):
     row = _best_row(ds, res.best_batch)
     if row >= 0:
         return ds, row
-    st = jax.tree_util.tree_map(np.asarray, evaluate(p.static, p.karr, res.best_batch))
+    st = jax.tree_util.tree_map(np.asarray, evaluate(p.static_out, p.karr, res.best_batch))
     idx = [res.best_index if isinstance(res.best_index, int) else -1]
-    one = results.to_dataset(spec, p.static, st, res.best_batch, table=p.table,
+    one = results.to_dataset(spec, p.static_out, st, res.best_batch, table=p.table,
                              index=idx if "mapspace_index" in ds.coords else None)
     out = xr.concat([one, ds], dim="mapping", combine_attrs="override")
     out.attrs = dict(ds.attrs)
@@ -199,7 +199,7 @@ def run(args, pos, path, doc):
                 print(f"interrupted in layer {lname}: run the same command to resume (finished layers are kept "
                       f"in {base}.<layer>.part.h5)")
                 return 130
-            ds = results_dataset(spec, p.static, p.karr, p.table, ms, res, args.keep_all)
+            ds = results_dataset(spec, p.static_out, p.karr, p.table, ms, res, args.keep_all)
             if ds is None:
                 print(f"layer {lname}: no valid mapping found")
                 datasets.append(None)
