@@ -94,9 +94,10 @@ def _evaluate(static, arr, batch):
     part = tiling.partitions(tile, jnp.stack(den, axis=2))
     reads, fills, updates, t_total = access.accesses(static, temporal, spatial, perm, keep,
                                                      E_bnd, E_below, E_sp, tile, part)
+    links_inexact = jnp.zeros(B, bool)
     if static.links:  # Timeloop's neighbour forwarding between spatial instances
-        reads, fills, updates = links.link_transfers(static, temporal, sx, sy, perm, keep, E_bnd, E_below, E_sp,
-                                                     tile, part, t_total, reads, fills, updates)
+        reads, fills, updates, links_inexact = links.link_transfers(
+            static, temporal, sx, sy, perm, keep, E_bnd, E_below, E_sp, tile, part, t_total, reads, fills, updates)
     reads, fills, updates = converters.drop_weight_loading(static, arr, reads, fills, updates)  # analog only
     inst_above = jnp.prod(spatial, axis=2).astype(jnp.float64)  # [B, L] spatial fan-out used at each level
     above = [jnp.ones(B)]  # utilized instances of level l: spatial fan-out used above it
@@ -116,6 +117,7 @@ def _evaluate(static, arr, batch):
     util = computes / arr["mac_instances"] / cycles
     code = status.status(arr, temporal, sx, sy, keep, tile, (asked & ~keepable).any(axis=(1, 2)))
     code = code | (analog_bad.astype(code.dtype) << status.FLAG_MEANINGS.index("analog"))
+    code = code | (links_inexact.astype(code.dtype) << status.FLAG_MEANINGS.index("links"))
     st = Stats(reads, fills, updates, tile, part, jnp.where(
         keep.any(axis=2), instances, 0.0), e_ds, leak, level_cycles, computes, mac_inst, e_mac, total, cycles,
         util, code, converter_counts=conv_counts, converter_energy=conv_energy)

@@ -30,7 +30,7 @@ distinct deltas of the others; the parent's accesses drop by (distinct - groups_
 the link transfers are linked * E_j where the links win. Children are enumerated up to the
 level's physical fan-out (mappings that exceed it are flagged invalid by the status bits). Per
 (level, dataspace) up to CANDIDATES distinct translations with a matching neighbour pair are
-counted; further ones (`overflow`, not seen in the tests) are left without links.
+counted; a mapping with more (`overflow`, not seen in the tests) gets the status bit `links`.
 
 The post-processing follows Timeloop's tiling: ComputeParentAccessShare (the parent's weighted
 accesses over the fan-out: child fills shrink by links / fan-out), MaskTiles (a bypassed child
@@ -175,13 +175,15 @@ def _level_terms(static, l, temporal, sx, sy, n, v, perm, E_bnd, E_below, tile):
 
 def link_transfers(static, temporal, sx, sy, perm, keep, E_bnd, E_below, E_sp, tile, part, t_total,
                    reads, fills, updates):
-    """Reads, fills and updates [B, L, T] of the kernel without links -> with Timeloop's links.
+    """Reads, fills and updates [B, L, T] of the kernel without links -> with Timeloop's links, and
+    a flag [B] for mappings whose links the kernel cannot count exactly (more than CANDIDATES
+    distinct link translations at one level and dataspace).
 
     Only (level, dataspace) entries that links change are recomputed; the others are returned
     bit for bit. Counts are float64 (exact integers; Timeloop's rounding where it rounds)."""
     B, L, D = temporal.shape
     if not static.fanout or all(px * py <= 1 for px, py in static.fanout):
-        return reads, fills, updates
+        return reads, fills, updates, jnp.zeros(B, bool)
     n = jnp.take_along_axis(temporal, perm, axis=2)
     v = jnp.take_along_axis(E_sp, perm, axis=2)
     zero = jnp.zeros(B)
@@ -233,4 +235,8 @@ def link_transfers(static, temporal, sx, sy, perm, keep, E_bnd, E_below, E_sp, t
         R.append(jnp.stack(rd, axis=1))
         Fi.append(jnp.stack(fl, axis=1))
         U.append(jnp.stack(up, axis=1))
-    return jnp.stack(R, axis=2), jnp.stack(Fi, axis=2), jnp.stack(U, axis=2)
+    over = jnp.zeros(B, bool)
+    for per_t in terms.values():
+        for term in per_t:
+            over = over | term[4]
+    return jnp.stack(R, axis=2), jnp.stack(Fi, axis=2), jnp.stack(U, axis=2), over

@@ -16,10 +16,12 @@ REASONS = (
     "metadata capacity: format metadata kept at a level exceeds its metadata storage",
     "sparse unsupported: (de)compression between levels that do not support it, or a compressed tile "
     "below an uncompressed one",
+    "links: more distinct link-transfer translations at one level than the kernel counts exactly (3); "
+    "evaluate it without links (compile_spec(links=False)) or with jaxloop.reference",
 )
 FLAG_MASKS = tuple(1 << i for i in range(len(REASONS)))
 FLAG_MEANINGS = ("capacity", "fanout_x", "fanout_y", "factors", "keep", "min_utilization", "analog",
-                 "sparse_format", "metadata_capacity", "sparse_unsupported")
+                 "sparse_format", "metadata_capacity", "sparse_unsupported", "links")
 
 
 def status(arr, temporal, spatial_x, spatial_y, keep, tile, kept_where_not_keepable=False):
