@@ -32,6 +32,10 @@ The steps follow Sparseloop (Timeloop `src/sparse-analysis`, SPEC-sparse-analog 
 7. energy and cycles (A3.6, A5): ceil(count / block) vector accesses, metadata words
    ceil(bits / metadata width), ERT energies per action; skipped actions use no bandwidth.
 
+Format, metadata and (de)compression terms exist only for the (level, dataspace) pairs that
+have a format (or a compressed parent); they are kept per pair ({(l, t): [B, ...]}) and the
+dense [B, L, T, ...] Stats fields are assembled from them, zeros elsewhere, at the end.
+
 Notes where this departs from (or pins down) Timeloop:
 
 * Spatial loops of one level are taken in dimension order (MappingBatch does not carry the
@@ -208,19 +212,23 @@ def _assign_ranks(sp, nest, ranks_t, rel, l, child, pretile, inner, E_child, ord
     K = int(np.sum(nest.level <= l))  # slots of levels <= l come first in slot order
     relk = nest.rel(rel)[:, :K]
     in_range = relk & (jnp.asarray(nest.level[:K])[None, :] > child[:, None])  # [B, K]
-    oh = nest.onehot[:, :K]  # [B, K, D]
+    dimk = nest.dim[:, :K]
     # no pre-tiling: the innermost in-range loop of each dimension absorbs the child tile's extent
-    mine = in_range[..., None] & oh
-    kfirst_d = jnp.argmax(mine, axis=1)  # [B, D] innermost in-range slot of each dimension
-    first = in_range & (jnp.take_along_axis(kfirst_d, nest.dim[:, :K], axis=1) == jnp.arange(K)[None])
-    scale = jnp.where(oh, E_child[:, None, :], 1.0).prod(-1)
+    kk = jnp.arange(K)[None]
+    first = jnp.zeros(in_range.shape, bool)
+    scale = jnp.ones(in_range.shape)
+    for d in np.nonzero(np.asarray(rel, bool))[0]:  # only relevant dimensions are in range
+        isd = dimk == int(d)
+        m = in_range & isd
+        first = first | (m & (kk == jnp.argmax(m, axis=1)[:, None]))
+        scale = jnp.where(isd, E_child[:, int(d), None], scale)
     sbound = jnp.where(first & ~pretile[:, None], nest.bound[:, :K] * scale, nest.bound[:, :K])
     subk = sub_all[:, :K]
     # innermost in-range slot's subtile (Timeloop's singleton[0])
     kfirst = jnp.argmax(in_range, axis=1)
     sing0 = jnp.where(in_range.any(1), jnp.take_along_axis(subk, kfirst[:, None], 1)[:, 0], 1.0)
     rid = jnp.arange(R)
-    xs = (in_range.T, sbound.T, nest.dim[:, :K].T, jnp.moveaxis(oh, 1, 0), subk.T)
+    xs = (in_range.T, sbound.T, dimk.T, subk.T)
     if not order:
         xs = tuple(x[::-1] for x in xs)
         r0 = jnp.full((B,), R, jnp.int32)
@@ -229,7 +237,8 @@ def _assign_ranks(sp, nest, ranks_t, rel, l, child, pretile, inner, E_child, ord
 
     def step(carry, x):
         r, ext, box, sub, fail = carry
-        a, sb, dk, ohk, sk = x
+        a, sb, dk, sk = x
+        ohk = dk[:, None] == jnp.arange(D)[None]
         nt = sb > 1
         rc = jnp.clip(r, 0, R - 1)
         in_rule = rule_mask_j[rc, dk]
@@ -334,6 +343,28 @@ def formats(sp, static, nest, keep, tile, child):
     return out, fail
 
 
+def _assemble(pairs, B, L, T, tail=(), rank_axis=None, R=1):
+    """[B, L, T, *tail] from per-(level, dataspace) arrays {(l, t): [B, *tail]} (zeros for the
+    missing pairs); with `rank_axis` (an axis of tail) each pair's rank axis is zero-padded to R."""
+    rows = []
+    for l in range(L):
+        row = []
+        for t in range(T):
+            x = pairs.get((l, t))
+            if x is None:
+                shape = list(tail)
+                if rank_axis is not None:
+                    shape[rank_axis] = R
+                x = jnp.zeros((B,) + tuple(shape))
+            elif rank_axis is not None and x.shape[1 + rank_axis] < R:
+                pad = [(0, 0)] * x.ndim
+                pad[1 + rank_axis] = (0, R - x.shape[1 + rank_axis])
+                x = jnp.pad(x, pad)
+            row.append(x)
+        rows.append(jnp.stack(row, 1))
+    return jnp.stack(rows, 1)
+
+
 def _bnd_extents(nest, L):
     """E at each level boundary [B, L, D]."""
     return jnp.stack([nest.E[:, nest.last[l]] for l in range(L)], 1)
@@ -387,6 +418,15 @@ def metadata_given(model, codes, fiber, sub, n, k):
 
 
 # ----------------------------------------------------------------------------- storage SAFs
+
+def _target_level(keep_t, level):
+    """First level >= `level` keeping the dataspace ([B] int; L when none)."""
+    B, L = keep_t.shape
+    tl = jnp.full((B,), L, jnp.int32)
+    for l in range(L - 1, level - 1, -1):
+        tl = jnp.where(keep_t[:, l], l, tl)
+    return tl
+
 
 def _first(mask):
     """The first True along axis 1 (one-hot, all False when none)."""
@@ -534,16 +574,9 @@ def occupancy(sp, static, arr, keep, parent, tile, fmts, models, reads, fills, u
     """Expected data / metadata occupancy, per-rank format accesses and capacities (Timeloop's
     CalculateExpectedOccupancy and CalculateExpectedMetaDataAccesses), vectorized over levels."""
     B, L, T = keep.shape
-    R = sp.R
     E_data, avg, cap_data, vec_ratio = [], [], [], []
-    zr = jnp.zeros((B, R, 2))
-    E_md = [[zr] * T for _ in range(L)]
-    cap_md = [[zr] * T for _ in range(L)]
-    cap_bits = [[jnp.zeros((B,))] * T for _ in range(L)]
-    md_acc = {op: [[zr] * T for _ in range(L)] for op in ("read", "fill", "update")}
-
-    def padr(x):  # [B, Rl, 2] -> [B, R, 2]
-        return jnp.concatenate([x, jnp.zeros((B, R - x.shape[1], 2))], 1) if x.shape[1] < R else x
+    E_md, cap_md, cap_bits = {}, {}, {}
+    md_acc = {op: {} for op in ("read", "fill", "update")}
     thr_tab = jnp.asarray(arr["sp_vw_threshold"])  # [L, 10]
     blk = arr["block"][None, :]
     lid = jnp.arange(L)
@@ -587,22 +620,21 @@ def occupancy(sp, static, arr, keep, parent, tile, fmts, models, reads, fills, u
             units = metadata_given(m, codes, fiber, sub, n[:, l], kk)  # [B, Rl, K + 1, 2]
             e = (units[:, :, :-1] * pc[:, l, None, :, None]).sum(2)
             e = jnp.where(kl[:, None, None], e, 0.0)
-            E_md[l][t] = padr(e)
+            E_md[(l, t)] = e
             ucap = jnp.where(kl[:, None, None], units[:, :, -1], 0.0)  # [B, Rl, 2]
-            cap_md[l][t] = padr(jnp.ceil(ucap))
+            cap_md[(l, t)] = jnp.ceil(ucap)
             wbits = jnp.stack([arr["sp_md_bits"][l, t, :Rl], arr["sp_pl_bits"][l, t, :Rl]], -1)[None]
-            cap_bits[l][t] = jnp.ceil((ucap * wbits).sum((1, 2)))
+            cap_bits[(l, t)] = jnp.ceil((ucap * wbits).sum((1, 2)))
             for op, cnt in (("read", reads), ("fill", fills), ("update", updates)):
                 ratio = cnt[:, l, t] / ns[:, l]
                 acc = jnp.ceil(e * ratio[:, None, None])
-                md_acc[op][l][t] = padr(jnp.where(kl[:, None, None], acc, 0.0))
+                md_acc[op][(l, t)] = jnp.where(kl[:, None, None], acc, 0.0)
     del lid
     st = lambda xs: jnp.stack(xs, 2)  # noqa: E731
-    lt = lambda xs: jnp.stack([jnp.stack(row, 1) for row in xs], 1)  # noqa: E731  [L][T] -> [B, L, T, ...]
-    E_md = lt(E_md)
-    return {"E_data": st(E_data), "E_md": E_md, "E_md_total": E_md.sum((-1, -2)), "avg": st(avg),
-            "cap_data": st(cap_data), "cap_md": lt(cap_md), "cap_bits": lt(cap_bits),
-            "md_acc": {op: lt(v) for op, v in md_acc.items()}, "vec_ratio": st(vec_ratio)}
+    return {"E_data": st(E_data), "E_md": E_md, "E_md_total": _assemble({k: v.sum((1, 2)) for k, v in E_md.items()},
+                                                                       B, L, T),
+            "avg": st(avg), "cap_data": st(cap_data), "cap_md": cap_md, "cap_bits": cap_bits,
+            "md_acc": md_acc, "vec_ratio": st(vec_ratio)}
 
 
 # ----------------------------------------------------------------------------- combination
@@ -617,13 +649,12 @@ def combine(sp, static, keep, child, tile, occ, reads, fills, updates, gate, ski
     nearest SAF above, which makes the update elementwise over levels.
 
     Returns counts [B, L, T, 3 kinds, 3 ops] (kinds random/gated/skipped; ops read/fill/update),
-    format counts [B, L, T, 9, R, 2], computes after eliminations, and per read-only operand
-    whether a storage SAF reached the computes and its rounded probability."""
+    format counts {(l, t): [B, 9, R_l, 2]} for the formatted pairs only, computes after
+    eliminations, and per read-only operand whether a storage SAF reached the computes and its
+    rounded probability."""
     B, L, T = keep.shape
-    R = sp.R
-    datas, fmts = [], []
+    datas, fmts = [], {}
     gs_saf, inner_p = {}, {}
-    rid = jnp.arange(R)
     for t in range(T):
         rw = static.read_write[t]
         md_static = np.array([sp.format(l, t) is not None for l in range(L)])
@@ -635,9 +666,6 @@ def combine(sp, static, keep, child, tile, occ, reads, fills, updates, gate, ski
         mR = jnp.where(md_eff, Rd - jnp.floor(Rd * sparsity), Rd)
         mF = jnp.where(md_eff, Fd - jnp.floor(Fd * sparsity), Fd)
         mU = jnp.where(md_eff & rw, Ud - jnp.floor(Ud * sparsity), Ud)
-        fR = occ["md_acc"]["read"][:, :, t]
-        fF = occ["md_acc"]["fill"][:, :, t]
-        fU = occ["md_acc"]["update"][:, :, t]
         has = gate[:, :, t] | skip[:, :, t]
         pr = prob[:, :, t]
         # nearest SAF level above each level (its probability p_src) and the source's rank count
@@ -656,11 +684,6 @@ def combine(sp, static, keep, child, tile, occ, reads, fills, updates, gate, ski
         mF = jnp.where(on, mF - jnp.floor(mF * ps), mF)
         mR = jnp.where(on, mR - jnp.floor(mR * ps), mR)
         mU = jnp.where(on, mU - jnp.floor(mU * ps), mU)
-        # Timeloop scales only rank 0 of an inner level's format, and only below a one-rank format
-        sc = (on & md_eff & nr1)[..., None]
-        r0 = (jnp.arange(R) == 0)[None, None, :, None] & sc[..., None]
-        fF = jnp.where(r0, fF - jnp.floor(fF * ps[..., None, None]), fF)
-        fR = jnp.where(r0, fR - jnp.floor(fR * ps[..., None, None]), fR)
         eff = jnp.where(on, 1.0 - (1.0 - pr) / jnp.where(ps != 1.0, 1.0 - ps, 1.0), pr)
         eff = jnp.where(has, eff, 0.0)
         dR = jnp.ceil(mR * eff) if rw else jnp.floor(mR * eff)
@@ -668,27 +691,43 @@ def combine(sp, static, keep, child, tile, occ, reads, fills, updates, gate, ski
         kind = jnp.where(gate[:, :, t], 1, 2)[..., None] == jnp.arange(3)  # [B, L, 3]
         kind = kind & has[..., None]
         first_kind = (jnp.arange(3) == 0)[None, None]  # the random (actual) column
-        first4 = first_kind[..., None, None]
 
         def split(x, dx):
             return jnp.where(first_kind, (x - dx)[..., None], jnp.where(kind, dx[..., None], 0.0))
 
-        # ranks a read sends to the child (all of this level's ranks when the child is compute)
-        ch = child[:, :, t]
-        n_child = jnp.where(ch >= 0, jnp.take_along_axis(nr, jnp.maximum(ch, 0), axis=1), nr)
-        rmask = (rid[None, None] < n_child[..., None])[..., None]  # [B, L, R, 1]
-        dfr = jnp.where(rmask, jnp.floor(fR * eff[..., None, None]), 0.0)
-        dfu = jnp.where(rmask, jnp.floor(fU * eff[..., None, None]), 0.0)
-        kind4 = kind[..., None, None]
-        def fsplit(x, dx):
-            return jnp.where(first4, (x - dx)[:, :, None], jnp.where(kind4, dx[:, :, None], 0.0))
         out_R, out_U = split(mR, dR), split(mU, dU)
         out_F = jnp.where(first_kind, mF[..., None], 0.0)
         d = jnp.stack([out_R, out_F, out_U], -1)  # [B, L, 3 kinds, 3 ops]
         datas.append(jnp.where(keep[:, :, t][..., None, None], d, 0.0))
-        f_fill = jnp.where(first4, fF[:, :, None], 0.0)
-        f9 = jnp.stack([fsplit(fR, dfr), f_fill, fsplit(fU, dfu)], 3).reshape(B, L, 9, R, 2)
-        fmts.append(jnp.where(md_eff[..., None, None, None], f9, 0.0))
+        # format accesses, only where the level has a format
+        ch = child[:, :, t]
+        for l in range(L):
+            if not md_static[l]:
+                continue
+            Rl = sp.n_ranks(l, t)
+            fR, fF, fU = (occ["md_acc"][op][(l, t)] for op in ("read", "fill", "update"))  # [B, Rl, 2]
+            # Timeloop scales only rank 0 of an inner level's format, and only below a one-rank format
+            sc = on[:, l] & keep[:, l, t] & nr1[:, l]
+            r0 = (jnp.arange(Rl) == 0)[None, :, None] & sc[:, None, None]
+            ps_l = ps[:, l, None, None]
+            fF = jnp.where(r0, fF - jnp.floor(fF * ps_l), fF)
+            fR = jnp.where(r0, fR - jnp.floor(fR * ps_l), fR)
+            # ranks a read sends to the child (all of this level's ranks when the child is compute)
+            chl = ch[:, l]
+            n_child = jnp.where(chl >= 0, _sel(jnp.maximum(chl, 0), nr), nr[:, l])
+            rmask = (jnp.arange(Rl)[None] < n_child[:, None])[..., None]  # [B, Rl, 1]
+            eff_l = eff[:, l, None, None]
+            dfr = jnp.where(rmask, jnp.floor(fR * eff_l), 0.0)
+            dfu = jnp.where(rmask, jnp.floor(fU * eff_l), 0.0)
+            kl = kind[:, l]  # [B, 3]
+            gated = jnp.where(kl[:, 1, None, None], dfr, 0.0)
+            skipped = jnp.where(kl[:, 2, None, None], dfr, 0.0)
+            gated_u = jnp.where(kl[:, 1, None, None], dfu, 0.0)
+            skipped_u = jnp.where(kl[:, 2, None, None], dfu, 0.0)
+            z = jnp.zeros_like(fF)
+            # 9 = 3 kinds (random, gated, skipped) x 3 ops (read, fill, update)
+            f9 = jnp.stack([fR - dfr, fF, fU - dfu, gated, z, gated_u, skipped, z, skipped_u], 1)
+            fmts[(l, t)] = jnp.where(keep[:, l, t, None, None, None], f9, 0.0)
         # the innermost SAF of a read-only tensor eliminates computes
         low_on = jnp.zeros((B,), bool)
         low_p = jnp.zeros((B,))
@@ -702,7 +741,7 @@ def combine(sp, static, keep, child, tile, occ, reads, fills, updates, gate, ski
         else:
             gs_saf[t] = jnp.zeros((B,), bool)
             inner_p[t] = jnp.zeros((B,))
-    return jnp.stack(datas, 2), jnp.stack(fmts, 2), computes, gs_saf, inner_p
+    return jnp.stack(datas, 2), fmts, computes, gs_saf, inner_p
 
 
 # ----------------------------------------------------------------------------- computes
@@ -766,16 +805,14 @@ def classify_computes(sp, static, keep, models, total, gs_saf, inner_p):
 # ----------------------------------------------------------------------------- energy, cycles
 
 def storage_energy(sp, arr, data, fmt, occ, keep, tile, instances, dec):
-    """pJ per level and dataspace [B, L, T] over all instances, from vector accesses x ERT."""
+    """pJ per level and dataspace [B, L, T] over all instances, from vector accesses x ERT, and the
+    format bits per formatted pair {(l, t): [B, 9]}. `fmt` {(l, t): [B, 9, R_l, 2]}, `dec`
+    {(l, t): ([B] decompressions, [B] compressions)}."""
     B, L, T = keep.shape
     blk = arr["block"][None, :, None, None, None]
     n = jnp.where(keep, tile, 0.0)
     ratio = occ["vec_ratio"][..., None, None]
     vec = jnp.where((data > 0) & (n[..., None, None] > 0), jnp.ceil(data / blk) * ratio, data)  # [B,L,T,3,3]
-    bits = fmt * jnp.stack([arr["sp_md_bits"], arr["sp_pl_bits"]], -1)[None, :, :, None]  # [B,L,T,9,R,2]
-    bits = bits.sum((-1, -2))  # [B, L, T, 9]
-    w = arr["sp_md_width"][None, :, None, None]
-    md_vec = jnp.where(w > 0, jnp.ceil(bits / jnp.where(w > 0, w, 1.0)), 0.0)
     e = arr["sp_e"]  # [L, 20]
     # data actions: ACTIONS order is kind-major within op: (random,gated,skipped) x read, fill, update
     kinds, ops = ("random", "gated", "skipped"), ("read", "fill", "update")
@@ -785,19 +822,34 @@ def storage_energy(sp, arr, data, fmt, occ, keep, tile, instances, dec):
     # the MICRO'22 artifact's Timeloop charged skipped metadata reads at the random metadata-read energy
     charge = (arr["sp_charge_skipped_metadata_as_actual"] > 0) | sp.charge_skipped_metadata_as_actual
     e_md = jnp.where((jnp.arange(9) == 2 * 3 + 0)[None] & charge, e[:, A["random_metadata_read"]][:, None], e_md)
-    per_inst = ((vec * e_data[None, :, None]).sum((-1, -2)) + (md_vec * e_md[None, :, None]).sum(-1)
-                + dec[..., 0] * e[None, :, None, A["decompression_count"]]
-                + dec[..., 1] * e[None, :, None, A["compression_count"]])
+    md_e, bits = {}, {}
+    for (l, t), f in fmt.items():
+        Rl = f.shape[2]
+        wb = jnp.stack([arr["sp_md_bits"][l, t, :Rl], arr["sp_pl_bits"][l, t, :Rl]], -1)  # [Rl, 2]
+        b = (f * wb[None, None]).sum((-1, -2))  # [B, 9]
+        bits[(l, t)] = b
+        w = arr["sp_md_width"][l]
+        md_vec = jnp.where(w > 0, jnp.ceil(b / jnp.where(w > 0, w, 1.0)), 0.0)
+        md_e[(l, t)] = (md_vec * e_md[l][None]).sum(-1)
+    e_dec = {k: v[0] * e[k[0], A["decompression_count"]] for k, v in dec.items()}
+    e_com = {k: v[1] * e[k[0], A["compression_count"]] for k, v in dec.items()}
+    per_inst = ((vec * e_data[None, :, None]).sum((-1, -2)) + _assemble(md_e, B, L, T) + _assemble(e_dec, B, L, T)
+                + _assemble(e_com, B, L, T))
     charged = jnp.minimum(instances, arr["instances"] / arr["cluster"])
     return per_inst * charged[:, :, None], bits
 
 
 def level_cycles(arr, data, bits, occ, cc):
-    """Timeloop's BufferLevel::ComputePerformance with sparse accesses; skipped ones use no bandwidth."""
-    wb = arr["sp_word_bits"][None, :, None]
-    rd = data[..., 0, 0] + data[..., 1, 0] + jnp.floor((bits[..., 0] + bits[..., 3]) / wb)
-    wr = (data[..., 0, 1] + data[..., 1, 1] + data[..., 0, 2] + data[..., 1, 2]
-          + jnp.floor((bits[..., 1] + bits[..., 4] + bits[..., 2] + bits[..., 5]) / wb))
+    """Timeloop's BufferLevel::ComputePerformance with sparse accesses; skipped ones use no bandwidth.
+    `bits` {(l, t): [B, 9]} format bits of the formatted pairs."""
+    B, L, T = data.shape[:3]
+    md_rd, md_wr = {}, {}
+    for (l, t), b in bits.items():
+        wb = arr["sp_word_bits"][l]
+        md_rd[(l, t)] = jnp.floor((b[:, 0] + b[:, 3]) / wb)
+        md_wr[(l, t)] = jnp.floor((b[:, 1] + b[:, 4] + b[:, 2] + b[:, 5]) / wb)
+    rd = data[..., 0, 0] + data[..., 1, 0] + _assemble(md_rd, B, L, T)
+    wr = data[..., 0, 1] + data[..., 1, 1] + data[..., 0, 2] + data[..., 1, 2] + _assemble(md_wr, B, L, T)
     scale = 1.0 / occ["avg"]  # max / average utilized instances
     rd = jnp.ceil(rd / scale)
     wr = jnp.ceil(wr / scale)
@@ -836,39 +888,43 @@ def apply(sp, static, arr, dense):
                                        algorithmic)
     random, gated, skipped = classify_computes(sp, static, keep, models, after, gs, ip)
     # (de)compression between a compressed parent and an uncompressed child
-    dec = [[jnp.zeros((B, 2))] * T for _ in range(L)]
+    dec = {}  # (l, t) -> ([B] decompressions, [B] compressions), only where a compressed parent can exist
     unsupported = jnp.zeros((B,), bool)
     for t in range(T):
         for l in range(L):
             if sp.compressed(l, t):
                 continue
-            par = parent[:, l, t]
-            pc = jnp.zeros((B,), bool)
-            for pl in range(l + 1, L):
-                if sp.compressed(pl, t):
+            par_levels = [pl for pl in range(l + 1, L) if sp.compressed(pl, t)]
+            if par_levels:
+                par = parent[:, l, t]
+                pc = jnp.zeros((B,), bool)
+                for pl in par_levels:
                     pc = pc | (par == pl)
-            pc = pc & keep[:, l, t]
-            d_ = jnp.where(pc, data[:, l, t, 0, 1], 0.0)
-            c_ = jnp.where(pc & static.read_write[t], _sel(jnp.minimum(par, L - 1), data[:, :, t, 0, 2]), 0.0)
-            dec[l][t] = jnp.stack([d_, c_], 1)
-            if not sp.decompression_supported[l]:
-                unsupported = unsupported | pc
-            if static.read_write[t] and not sp.compression_supported[l]:
-                unsupported = unsupported | pc
-            ch = child[:, l, t]
-            cc_ = jnp.zeros((B,), bool)
-            for cl in range(l):
-                if sp.compressed(cl, t):
+                pc = pc & keep[:, l, t]
+                d_ = jnp.where(pc, data[:, l, t, 0, 1], 0.0)
+                if static.read_write[t]:
+                    c_ = jnp.where(pc, _sel(jnp.minimum(par, L - 1), data[:, :, t, 0, 2]), 0.0)
+                else:
+                    c_ = jnp.zeros((B,))
+                dec[(l, t)] = (d_, c_)
+                if not sp.decompression_supported[l]:
+                    unsupported = unsupported | pc
+                if static.read_write[t] and not sp.compression_supported[l]:
+                    unsupported = unsupported | pc
+            child_levels = [cl for cl in range(l) if sp.compressed(cl, t)]
+            if child_levels:
+                ch = child[:, l, t]
+                cc_ = jnp.zeros((B,), bool)
+                for cl in child_levels:
                     cc_ = cc_ | (ch == cl)
-            unsupported = unsupported | (cc_ & keep[:, l, t])
-    dec = jnp.stack([jnp.stack(row, 1) for row in dec], 1)  # [B, L, T, 2]
+                unsupported = unsupported | (cc_ & keep[:, l, t])
     e_ds, bits = storage_energy(sp, arr, data, fmt, occ, keep, tile, dense["instances"], dec)
     cc = jnp.ceil((random + gated) / dense["mac_inst"])
     lc = level_cycles(arr, data, bits, occ, cc)
     cycles = jnp.maximum(cc, lc.max(1))
     used = jnp.where(keep, occ["cap_data"], 0.0).sum(2)
     cap = (used > arr["size"][None]).any(1)
-    md_bits = jnp.where(keep, occ["cap_bits"], 0.0).sum(2)
+    md_bits = jnp.where(keep, _assemble(occ["cap_bits"], B, L, T), 0.0).sum(2)
     md_cap = ((md_bits > arr["sp_md_capacity_bits"][None]) & jnp.isfinite(arr["size"])[None]).any(1)
     e_mac = random * arr["sp_e_compute"][0] + gated * arr["sp_e_compute"][1] + skipped * arr["sp_e_compute"][2]
     return {"data": data, "fmt": fmt, "energy_ds": e_ds, "level_cycles": lc, "cycles": cycles,
@@ -948,7 +1004,8 @@ def extend_stats(static, arr, st, d):
     for name, flag in (("capacity", out["capacity"]), ("sparse_format", out["format_fail"]),
                        ("metadata_capacity", out["md_capacity"]), ("sparse_unsupported", out["unsupported"])):
         code = code | (flag.astype(code.dtype) << fm.index(name))
-    units = fmt.sum((-1, -2))  # [B, L, T, 9]
+    B, L, T = keep.shape
+    units = _assemble({k: f[:, :3].sum((-1, -2)) for k, f in fmt.items()}, B, L, T, (3,))  # random read/fill/update
     inst = jnp.where(keep, st.instances[:, :, None] * out["avg"], 0.0)
     return st._replace(
         energy_ds=out["energy_ds"], leak=leak, level_cycles=out["level_cycles"], compute_energy=out["compute_energy"],
@@ -957,7 +1014,8 @@ def extend_stats(static, arr, st, d):
         actual_fills=data[..., 0, 1], gated_fills=data[..., 1, 1], skipped_fills=data[..., 2, 1],
         actual_updates=data[..., 0, 2], gated_updates=data[..., 1, 2], skipped_updates=data[..., 2, 2],
         metadata_reads=units[..., 0], metadata_fills=units[..., 1], metadata_updates=units[..., 2],
-        format_accesses=fmt, data_capacity=jnp.where(keep, out["data_capacity"], 0.0),
-        format_capacity=out["format_capacity"], avg_instances=inst, algorithmic_computes=out["algorithmic"],
-        actual_computes=out["random"], gated_computes=out["gated"], skipped_computes=out["skipped"],
-        compute_cycles=out["compute_cycles"])
+        format_accesses=_assemble(fmt, B, L, T, (9, sp.R, 2), rank_axis=1, R=sp.R),
+        data_capacity=jnp.where(keep, out["data_capacity"], 0.0),
+        format_capacity=_assemble(out["format_capacity"], B, L, T, (sp.R, 2), rank_axis=0, R=sp.R),
+        avg_instances=inst, algorithmic_computes=out["algorithmic"], actual_computes=out["random"],
+        gated_computes=out["gated"], skipped_computes=out["skipped"], compute_cycles=out["compute_cycles"])
