@@ -337,11 +337,13 @@ class Evaluator:
         c = ms.constraints
         self.min_util = c.min_utilization
         self.total_fanout = float(np.prod([fx * fy for fx, fy in ms.fanout]))
+        # Exhaustive chunks run as one independent call per local device (every CPU core, or the
+        # GPUs) on consecutive pieces, dispatched asynchronously. No step is sharded: XLA's CPU
+        # collectives can block every thread of the pool and abort the process (rendezvous timeout).
         devices = jax.local_devices()
-        self.sharding = None
-        if len(devices) > 1 and self.chunk % len(devices) == 0:  # one piece per core (or GPU)
-            self.sharding = jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(devices), ("mapping",)),
-                                                       jax.sharding.PartitionSpec("mapping"))
+        self.devices = devices if len(devices) > 1 and self.chunk % len(devices) == 0 else devices[:1]
+        self.step = self.chunk // len(self.devices)  # indices per device call of range()
+        self._arrays = [jax.device_put(ms.arrays, d) for d in self.devices]
         self._range = jax.jit(self._step_range)
         self._idx = jax.jit(self._step_indices)
         self._gen = jax.jit(self._step_genome)
@@ -405,21 +407,14 @@ class Evaluator:
         return self._reduce(batch, stats, mask)
 
     # -- the three step kinds
-    def _spread(self, x):
-        """Split the mapping axis over the local devices."""
-        if self.sharding is None:
-            return x
-        return jax.lax.with_sharding_constraint(x, self.sharding)
-
     def _step_range(self, arrays, start, end):
-        idx = self._spread(start + jnp.arange(self.chunk, dtype=jnp.int64))
+        idx = start + jnp.arange(self.step, dtype=jnp.int64)
         mask = idx < end
         idx = jnp.where(mask, idx, start)
         out, _ = self._run(self.ms._decode_flat(arrays, idx), mask)
         return out
 
     def _step_indices(self, arrays, idx):
-        idx = self._spread(idx)
         mask = jnp.ones(idx.shape[0], bool)
         out, _ = self._run(self.ms._decode_flat(arrays, idx), mask)
         out["best_idx"] = idx[out["best_pos"]]
@@ -427,8 +422,6 @@ class Evaluator:
         return out
 
     def _step_genome(self, arrays, genome):
-        if genome[0].shape[0] % max(1, len(jax.local_devices())) == 0:
-            genome = tuple(self._spread(g) for g in genome)
         batch = self.ms._decode_genome(arrays, genome)
         B = batch.temporal.shape[0]
         mask = jnp.ones(B, bool)
@@ -442,7 +435,16 @@ class Evaluator:
         return out
 
     def range(self, start, end):
-        return self._range(self.ms.arrays, jnp.int64(start), jnp.int64(end))
+        """Indices [start, start + chunk) below `end`: [(piece start, step output)], one piece of
+        `step` indices per device, computed concurrently."""
+        out = []
+        for d, dev in enumerate(self.devices):
+            s = start + d * self.step
+            if d and s >= end:
+                break
+            out.append((s, self._range(self._arrays[d], jax.device_put(jnp.int64(s), dev),
+                                       jax.device_put(jnp.int64(end), dev))))
+        return out
 
     def indices(self, idx):
         return self._idx(self.ms.arrays, idx)
@@ -617,15 +619,15 @@ def exhaustive(ms, static, karr, objective, *, chunk=1 << 14, topk=10, keep_all=
         try:
             s = start
             while s < end or pending:
-                if s < end and len(pending) < 2 and not stop.requested:
-                    pending.append((s, ev.range(s, end)))
+                if s < end and len(pending) < 2 * len(ev.devices) and not stop.requested:
+                    pending.extend(ev.range(s, end))  # one piece per device
                     s += ev.chunk
                     continue
                 if not pending:
                     break
                 ps, out = pending.pop(0)
                 finish(ps, out)
-                nxt = min(ps + ev.chunk, end)
+                nxt = min(ps + ev.step, end)
                 now = time.time()
                 if stop.requested:
                     interrupted, reason = True, "interrupted"
