@@ -16,7 +16,6 @@ from jaxloop.energy.expr import ExprError, attribute_value, evaluate
 from jaxloop.errors import SpecError
 
 from conftest import TIMELOOP_REF as REF  # noqa: E402
-needs_ref = pytest.mark.usefixtures()  # the reference cases are required (conftest)
 
 
 def load_case(name):
@@ -207,7 +206,6 @@ def ratio(ours, ref, comp, action):
     return ours.energy[comp][action] / ref.energy[comp][action]
 
 
-@needs_ref
 def test_regfile_and_intmac_40nm_match_tutorial():
     """tl0x: built-in regfile (registers + log2(depth)-bit comparators) and AladdinIntMAC."""
     ours, ref = estimate_tables(load_case("tl00-conv1d-1level")), ref_tables("tl00-conv1d-1level")
@@ -216,7 +214,6 @@ def test_regfile_and_intmac_40nm_match_tutorial():
     assert ratio(ours, ref, "MACC", "compute") == pytest.approx(1, rel=0.01)
 
 
-@needs_ref
 def test_sram_40nm_within_10pct(have_cacti):
     assert have_cacti, "CACTI could not be run or built here (jaxloop.energy.cacti)"
     ours, ref = estimate_tables(load_case("tl03-conv1d+oc-3level-bypass")), ref_tables("tl03-conv1d+oc-3level-bypass")
@@ -229,7 +226,6 @@ def test_sram_40nm_within_10pct(have_cacti):
     assert ours.energy["MainMemory"]["leak"] == 0
 
 
-@needs_ref
 @pytest.mark.parametrize("case,comp", [
     ("ed-eyeriss_like", "shared_glb"),              # 32 nm, 16384 x 64
     ("ed-simple_output_stationary", "pe_spad"),     # 45 nm, 192 x 16
@@ -243,7 +239,6 @@ def test_smartbuffer_sram_within_10pct(case, comp, have_cacti):
     assert ours.energy["DRAM"]["read"] == pytest.approx(512)  # LPDDR4 x 64 bit
 
 
-@needs_ref
 def test_aladdin_based_classes_measured_offset():
     """Measured, documented disagreement: hwcomponents-library labels the Aladdin tables 40 nm,
     Accelergy's library plug-in labelled the same numbers 45 nm. Every Aladdin-based energy
@@ -263,7 +258,6 @@ def test_aladdin_based_classes_measured_offset():
     assert ratio(ours, ref, "Buffer", "read") == pytest.approx(k, rel=0.002)  # storage/regfile, 45 nm
 
 
-@needs_ref
 def test_every_reference_case_estimates():
     for folder in sorted(REF.iterdir()):
         if not (folder / "input.yaml").exists():

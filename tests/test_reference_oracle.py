@@ -20,7 +20,6 @@ FIELDS = {"tile": "Utilized capacity", "partition": "Partition size", "reads": "
 
 
 CASES = dense_cases()
-needs_ref = pytest.mark.usefixtures()  # the reference cases are required (conftest fails without them)
 
 
 def _mismatches(spec, result, stats):
@@ -40,7 +39,6 @@ def _mismatches(spec, result, stats):
     return bad
 
 
-@needs_ref
 @pytest.mark.parametrize("case", CASES)
 def test_oracle_matches_timeloop(case):
     spec = jaxloop.load_spec(REF / case / "input.yaml")
@@ -60,7 +58,6 @@ OLD_BUILD_CASES = [c for c in ("ed-eyeriss_like", "ed-simple_output_stationary",
                    if c in CASES]
 
 
-@needs_ref
 @pytest.mark.parametrize("case", OLD_BUILD_CASES)
 def test_old_stride_rule_matches_shipped_exercise_outputs(case):
     d = REF / case
@@ -73,7 +70,6 @@ def test_old_stride_rule_matches_shipped_exercise_outputs(case):
     assert diff == {"shared_glb.Inputs.Scalar fills (per-instance)", "DRAM.Inputs.Scalar reads (per-instance)"}
 
 
-@needs_ref
 def test_parse_stats_fields():
     stats = parse_stats(REF / "tl00-conv1d-1level" / "timeloop-model.stats.txt")
     buf = stats["Buffer"]
