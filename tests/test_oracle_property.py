@@ -111,7 +111,7 @@ def test_kernel_equals_oracle(problem):
     check(problem, links=False)
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(problems())
 def test_kernel_equals_oracle_with_links(problem):
     check(problem, links=True)
