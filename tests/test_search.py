@@ -231,6 +231,10 @@ def test_map_command_size_and_outputs(tmp_path):
     assert main(["model", str(d / "input.yaml"), str(tmp_path / "m.yaml"), "--ert", str(d / "ERT.yaml"),
                  "--json", str(tmp_path / "model.json")]) == 0
     assert json.loads((tmp_path / "m.json").read_text()) == json.loads((tmp_path / "model.json").read_text())
+    # --links searches with link transfers in the kernel; tl05 has no mesh, so nothing changes
+    assert main(["map", *map(str, files("freebypass")), "--ert", str(d / "ERT.yaml"), "--no-progress", "--links",
+                 "--json", str(tmp_path / "l.json")]) == 0
+    assert json.loads((tmp_path / "l.json").read_text()) == json.loads((tmp_path / "m.json").read_text())
     import xarray as xr
 
     ds = xr.load_dataset(tmp_path / "r.h5", engine="h5netcdf")
