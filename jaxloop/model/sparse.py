@@ -440,15 +440,6 @@ def _after(mask):
     return mask.any(1)[:, None] & (jnp.arange(n)[None] > jnp.argmax(mask, axis=1)[:, None])
 
 
-def _target_level(keep_t, level):
-    """First level >= `level` keeping the dataspace ([B] int; L when none)."""
-    B, L = keep_t.shape
-    tl = jnp.full((B,), L, jnp.int32)
-    for l in range(L - 1, level - 1, -1):
-        tl = jnp.where(keep_t[:, l], l, tl)
-    return tl
-
-
 def saf_option(sp, static, nest, keep, child, models, block, level, target, conds, return_leaders=False):
     """Timeloop's ComputeIneffectualReadImpact: (probability a target access is optimized away,
     target level [B]) for one option at storage level `level`."""
