@@ -43,7 +43,8 @@ def stationary_fills(tile, rel, temporal, position):
 
 
 def sliding_fills(tile, E_bnd, ranks, n, v, perm, boundaries):
-    """Fills of a sliding tensor [B, L]: Timeloop's delta + stride rule replayed in closed form.
+    """Fills of a sliding tensor [L, B] (tile [L, B]): Timeloop's delta + stride rule replayed in
+    closed form.
 
     Timeloop walks each outer loop at iterations 0 and 1 (weight bound-1), so a level's
     boundary sees the odometer S_k = S_{k-1}, step tau_k, S_{k-1}. The stride state is null or
@@ -64,7 +65,7 @@ def sliding_fills(tile, E_bnd, ranks, n, v, perm, boundaries):
     K, R, Dt = bnd.size, len(ranks), len(dims)
     coef = [[dict(r).get(d, 0) for d in dims] for r in ranks]  # rank r = sum of coef x dim
     f32 = jnp.float32
-    t_b = tile[:, bnd].T  # [K, B]
+    t_b = tile[bnd]  # [K, B]
     ext = jnp.stack([rank_extents(E_bnd[:, bnd], r).T for r in ranks], axis=1).astype(f32)  # [K, R, B]
     zb = jnp.zeros((K, B), bool)
     zr = jnp.zeros((K, R, B), f32)
@@ -107,7 +108,7 @@ def sliding_fills(tile, E_bnd, ranks, n, v, perm, boundaries):
         below = jnp.asarray(bnd < m)[:, None]
         xs = (perm[:, m].T, n[:, m].T, v[:, m].T)
         carry, _ = jax.lax.scan(lambda c, x: step(c, x, below), carry, xs)
-    return tile.at[:, bnd].add(carry[4].T)
+    return tile.at[bnd].add(carry[4])
 
 
 def accesses(static, temporal, spatial, perm, keep, E_bnd, E_below, E_sp, tile, part):
@@ -127,7 +128,7 @@ def accesses(static, temporal, spatial, perm, keep, E_bnd, E_below, E_sp, tile, 
     for t, ranks in enumerate(static.ranks):
         if static.sliding(t):
             bnd = tuple(l for l in range(L - 1) if static.keepable[l][t])
-            f_raw = sliding_fills(tile[:, :, t].astype(jnp.float64), E_bnd, ranks, n, v, perm, bnd).T
+            f_raw = sliding_fills(tile_l[:, t], E_bnd, ranks, n, v, perm, bnd)
         else:
             f_raw = stationary_fills(tile_l[:, t], static.relevant(t), temporal_l, position)
         distinct = distinct_children(spatial_l, E_below_l, ranks).astype(jnp.float64)  # [L, B]

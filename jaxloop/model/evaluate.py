@@ -94,16 +94,17 @@ def _evaluate(static, arr, batch):
     part = tiling.partitions(tile, jnp.stack(den, axis=2))
     reads, fills, updates, t_total = access.accesses(static, temporal, spatial, perm, keep,
                                                      E_bnd, E_below, E_sp, tile, part)
-    links_inexact = jnp.zeros(B, bool)
-    if static.links:  # Timeloop's neighbour forwarding between spatial instances
-        reads, fills, updates, links_inexact = links.link_transfers(
-            static, temporal, sx, sy, perm, keep, E_bnd, E_below, E_sp, tile, part, t_total, reads, fills, updates)
-    reads, fills, updates = converters.drop_weight_loading(static, arr, reads, fills, updates)  # analog only
     inst_above = jnp.prod(spatial, axis=2).astype(jnp.float64)  # [B, L] spatial fan-out used at each level
     above = [jnp.ones(B)]  # utilized instances of level l: spatial fan-out used above it
     for l in range(L - 1, 0, -1):
         above.append(above[-1] * inst_above[:, l])
     instances = jnp.stack(above[::-1], axis=1)
+    links_inexact = jnp.zeros(B, bool)
+    if static.links:  # Timeloop's neighbour forwarding between spatial instances
+        reads, fills, updates, links_inexact = links.link_transfers(
+            static, temporal, sx, sy, perm, keep, E_bnd, E_below, E_sp, tile, part, t_total, inst_above, instances,
+            reads, fills, updates)
+    reads, fills, updates = converters.drop_weight_loading(static, arr, reads, fills, updates)  # analog only
     mac_inst = jnp.prod(inst_above, axis=1)
     level_cycles, cycles = latency.cycles(arr, t_total, reads, fills, updates)
     conv_counts, conv_energy, analog_cycles, analog_bad = converters.converters(

@@ -43,6 +43,7 @@ default `Mapping.spatial_perm`; a MappingBatch carries no spatial order).
 
 import jax.numpy as jnp
 
+from jaxloop.model.access import loop_table
 from jaxloop.model.tiling import rank_extents
 
 
@@ -170,35 +171,26 @@ def _level_terms(static, l, temporal, sx, sy, n, v, perm, E_bnd, E_below, tile):
         red = (win * (distinct[:, None] - groups) * E).sum(axis=1)
         lk = (win * n_linked * E).sum(axis=1)
         out.append((red, lk, distinct, F, overflow))
-    return out, N
+    return out
 
 
-def link_transfers(static, temporal, sx, sy, perm, keep, E_bnd, E_below, E_sp, tile, part, t_total,
-                   reads, fills, updates):
+def link_transfers(static, temporal, sx, sy, perm, keep, E_bnd, E_below, E_sp, tile, part, t_total, fanout,
+                   instances, reads, fills, updates):
     """Reads, fills and updates [B, L, T] of the kernel without links -> with Timeloop's links, and
     a flag [B] for mappings whose links the kernel cannot count exactly (more than CANDIDATES
     distinct link translations at one level and dataspace).
 
     Only (level, dataspace) entries that links change are recomputed; the others are returned
-    bit for bit. Counts are float64 (exact integers; Timeloop's rounding where it rounds)."""
+    bit for bit. Counts are float64 (exact integers; Timeloop's rounding where it rounds).
+    `fanout` [B, L] is the spatial fan-out used at each level, `instances` [B, L] the utilized
+    instances of each level (the kernel's)."""
     B, L, D = temporal.shape
     if not static.fanout or all(px * py <= 1 for px, py in static.fanout):
         return reads, fills, updates, jnp.zeros(B, bool)
-    n = jnp.take_along_axis(temporal, perm, axis=2)
-    v = jnp.take_along_axis(E_sp, perm, axis=2)
+    n, v = loop_table(temporal, perm, E_sp)
     zero = jnp.zeros(B)
-    terms = {}
-    Ns = []
-    for l in range(L):
-        if static.fanout[l][0] * static.fanout[l][1] > 1:
-            terms[l], Nl = _level_terms(static, l, temporal, sx, sy, n, v, perm, E_bnd, E_below, tile)
-        else:
-            Nl = jnp.prod(sx[:, l] * sy[:, l], axis=1)
-        Ns.append(Nl)
-    inst = [jnp.ones(B)]  # instances of level l: fan-out used above it
-    for l in range(L - 1, 0, -1):
-        inst.append(inst[-1] * Ns[l])
-    inst = inst[::-1]
+    terms = {l: _level_terms(static, l, temporal, sx, sy, n, v, perm, E_bnd, E_below, tile)
+             for l in range(L) if static.fanout[l][0] * static.fanout[l][1] > 1}
     R, Fi, U = [], [], []
     for t in range(static.T):
         rw = static.read_write[t]
@@ -213,21 +205,22 @@ def link_transfers(static, temporal, sx, sy, perm, keep, E_bnd, E_below, E_sp, t
         ca, changed = [t_total * dist[0] - red[0]], [red[0] > 0]
         for l in range(1, L):
             F = jnp.where(kt[:, l - 1], f_raw[:, l - 1], F_own[l])
-            acc, weighted = dist[l] * F - red[l], Ns[l] * F - lk[l]
+            acc, weighted = dist[l] * F - red[l], fanout[:, l] * F - lk[l]
             own = (red[l] > 0) | (lk[l] > 0)
-            masked = jnp.where(own, ca[-1] * Ns[l] * acc / jnp.where(weighted > 0, weighted, 1.0), dist[l] * ca[-1])
+            rescaled = ca[-1] * fanout[:, l] * acc / jnp.where(weighted > 0, weighted, 1.0)
+            masked = jnp.where(own, rescaled, dist[l] * ca[-1])
             ca.append(jnp.where(kt[:, l - 1], acc, masked))
             changed.append(jnp.where(kt[:, l - 1], red[l] > 0, own | changed[-1]))
         rd, fl, up = [], [], []
         for l in range(L):
             link_above = lk[l + 1] if l + 1 < L else zero
-            pa = jnp.where(kt[:, l], link_above / inst[l], 0.0)  # ComputePeerAccesses
+            pa = jnp.where(kt[:, l], link_above / instances[:, l], 0.0)  # ComputePeerAccesses
             new_r = _round(ca[l] + pa - (p[:, l] if rw else 0.0))
             hit = kt[:, l] & (changed[l] | (pa > 0))
             rd.append(jnp.where(hit, new_r, reads[:, l, t]))
             up.append(jnp.where(kt[:, l] & changed[l] & rw, _round(ca[l]), updates[:, l, t]))
             if l + 1 < L:
-                share = f_raw[:, l] - link_above / Ns[l + 1]  # the parent's weighted accesses / fan-out
+                share = f_raw[:, l] - link_above / fanout[:, l + 1]  # the parent's weighted accesses / fan-out
                 new_f = jnp.maximum(0.0, _round(share + pa - p[:, l])) if rw else jnp.floor(share + pa)
                 fl.append(jnp.where(pa > 0, new_f, fills[:, l, t]))
             else:
