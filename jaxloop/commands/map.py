@@ -74,13 +74,17 @@ def add_parser(subparsers):
     p.set_defaults(func=run)
 
 
-def checkpoint_path(args):
-    if args.checkpoint:
-        return Path(args.checkpoint)
+def output_base(args, first):
+    """Where a run keeps its side files (checkpoints, finished layers): the first of --out, --json,
+    --map-out, else `<stem of first>.jaxloop-map` in the working directory."""
     for out in (args.out, args.json, args.map_out):
         if out:
-            return Path(str(out) + ".ckpt")
-    return Path.cwd() / f"{Path(args.files[0]).stem}.jaxloop-map.ckpt"
+            return str(out)
+    return str(Path.cwd() / f"{Path(first).stem}.jaxloop-map")
+
+
+def checkpoint_path(args):
+    return Path(args.checkpoint) if args.checkpoint else Path(output_base(args, args.files[0]) + ".ckpt")
 
 
 def _yaml_dump(obj, path):

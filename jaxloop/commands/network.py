@@ -89,13 +89,6 @@ def _safe(name):
     return re.sub(r"[^\w.+-]", "_", name)
 
 
-def _base(args, path):
-    for out in (args.out, args.json, args.map_out):
-        if out:
-            return str(out)
-    return str(Path.cwd() / f"{path.stem}.jaxloop-map")
-
-
 def _fingerprint(args, files):
     h = hashlib.sha256()
     for f in files:
@@ -152,7 +145,7 @@ def _read_part(path):
 def run(args, pos, path, doc):
     """Map every layer of the network file `path` (FILE number `pos`); see the module docstring."""
     from jaxloop import results
-    from jaxloop.commands.map import load_layer, prepare, results_dataset, run_search
+    from jaxloop.commands.map import load_layer, output_base, prepare, results_dataset, run_search
     from jaxloop.model.evaluate import evaluate_one
     from jaxloop.report import stats_json
 
@@ -173,7 +166,7 @@ def run(args, pos, path, doc):
             print(f"layer {i + 1}/{n} {lname}:")
             print(load_layer(args, files_of(problem), drop_absent_dims=True, say=say)[1].size_text())
         return 0
-    base = _base(args, path)
+    base = output_base(args, path)
     ck_base = str(args.checkpoint) if args.checkpoint else base
     print(f"network {name}: {n} layers ({path})")
     datasets, extras, objective = [], [], None
