@@ -52,7 +52,8 @@ def compile_sparse(spec, table, arrays, charge_skipped_metadata_as_actual=False)
         fanout=tuple(arch.fanout(i)[0] * arch.fanout(i)[1] > 1 for i in range(L)),
         density_kind=tuple(kinds), formats=formats, R=R, safs=safs,
         compute_gating=sp.compute_gating, compute_skipping=sp.compute_skipping,
-        decompression_supported=sp.decompression_supported, compression_supported=sp.compression_supported)
+        decompression_supported=sp.decompression_supported, compression_supported=sp.compression_supported,
+        prime_factors=tuple(_omega(int(b)) for b in wl.bounds))
     md_bits = np.zeros((L, T, R))
     pl_bits = np.zeros((L, T, R))
     for (l, t), f in sp.formats.items():
@@ -95,3 +96,14 @@ def compile_sparse(spec, table, arrays, charge_skipped_metadata_as_actual=False)
         "sp_charge_skipped_metadata_as_actual": np.float64(1.0 if charge_skipped_metadata_as_actual else 0.0),
     }
     return static, out
+
+
+def _omega(n):
+    """Number of prime factors of n, with multiplicity: the most non-trivial loops a dimension
+    of bound n can have in a mapping whose factors multiply to n."""
+    k, p = 0, 2
+    while p * p <= n:
+        while n % p == 0:
+            n, k = n // p, k + 1
+        p += 1
+    return k + (n > 1)

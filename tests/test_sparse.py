@@ -380,8 +380,51 @@ def _variant_spmspm(tmp_path):
     return jaxloop.load_spec(f), load_tables(d / "ERT.yaml")
 
 
+def _variant_spmspm_full_rule(tmp_path):
+    """sl-02.2.2 with inner-to-outer ranks at both levels and flattening rules naming all of B's
+    dimensions (the closed-form rank assignment, inner to outer, with and without pre-tiling)."""
+    d = TIMELOOP_REF / "sl-02.2.2-spMspM-tiled"
+    text = (d / "input.yaml").read_text()
+    text = text.replace("""              - name: B
+                ranks:
+                  - format: UOP
+                  - format: UOP
+                  - format: CP""", """              - name: B
+                rank_application_order: inner_to_outer
+                ranks:
+                  - format: UOP
+                  - format: UOP
+                    flattened_rankIDs: [[N, K]]
+                  - format: CP""")
+    text = text.replace("""              - name: A
+                ranks:
+                  - format: UOP
+                  - format: CP
+        action_optimization:""", """              - name: A
+                rank_application_order: inner_to_outer
+                ranks:
+                  - format: UOP
+                  - format: CP
+        action_optimization:""")
+    text = text.replace("""              - name: B
+                ranks:
+                  - format: UOP
+                  - format: CP
+              - name: A""", """              - name: B
+                rank_application_order: inner_to_outer
+                ranks:
+                  - format: UOP
+                  - format: CP
+                    flattened_rankIDs: [[K, N]]
+              - name: A""")
+    assert text.count("inner_to_outer") == 3
+    f = tmp_path / "variant.yaml"
+    f.write_text(text)
+    return jaxloop.load_spec(f), load_tables(d / "ERT.yaml")
+
+
 @pytest.mark.parametrize("case", ["sl-04.2.3-eyeriss-like-onchip-compression", "sl-03.2.3-conv1d+oc-spatial",
-                                  "variant"])
+                                  "sl-02.2.2-spMspM-tiled", "variant", "variant_full_rule"])
 def test_mapping_analyses_match_literal_port(case, tmp_path):
     """Rank assignment (pre-tiling, flattening, both orders, dummy ranks) and the SAF target-loop /
     leader-tile search of the kernel equal jaxloop.sparse_reference's loop-by-loop port of
@@ -390,6 +433,8 @@ def test_mapping_analyses_match_literal_port(case, tmp_path):
 
     if case == "variant":
         spec, table = _variant_spmspm(tmp_path)
+    elif case == "variant_full_rule":
+        spec, table = _variant_spmspm_full_rule(tmp_path)
     else:
         spec = jaxloop.load_spec(TIMELOOP_REF / case / "input.yaml")
         table = load_tables(TIMELOOP_REF / case / "ERT.yaml")

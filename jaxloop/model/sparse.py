@@ -91,6 +91,7 @@ class SparseStatic:
     charge_skipped_metadata_as_actual: bool = False
     decompression_supported: tuple = ()
     compression_supported: tuple = ()
+    prime_factors: tuple = ()  # per dimension: prime factors of its bound (bounds the non-trivial loops)
     grid: int = dmodel.GRID
 
     def format(self, l, t):
@@ -129,16 +130,20 @@ def _sel(idx, stacked):
 class Nest:
     """Loop slots of every level, innermost first: [spatial x D if fan-out] + [temporal x D].
 
-    dim [B, N] int, bound [B, N] float, E [B, N, D] cumulative extents (max-tile molds, the
-    slot included); `spatial`, `level` static numpy arrays [N]; `last[l]` the last slot of
-    level l (its outermost temporal loop)."""
+    dim [B, N] int, bound [B, N] float; `spatial`, `level` static numpy arrays [N]; `last[l]`
+    the last slot of level l (its outermost temporal loop). The cumulative extents (max-tile
+    molds) are not stored per slot: `E_at(k)` gives them at chosen slots, `E_bnd` [B, L, D] at
+    the level boundaries, `per_dim(v)` multiplies a per-slot quantity up per dimension."""
 
     def __init__(self, fanout, temporal, spatial, perm):
         B, L, D = temporal.shape
+        fo = np.asarray(fanout, bool)
+        spatial = jnp.where(jnp.asarray(fo)[None, :, None], spatial, 1.0)  # no spatial slots without a fan-out
         tbound = jnp.take_along_axis(temporal, perm, axis=2)  # [B, L, D] temporal bounds in loop order
-        dims, bounds, sp, lv = [], [], [], []
+        dims, bounds, sp, lv, start = [], [], [], [], []
         for l in range(L):
-            if fanout[l]:
+            start.append(len(sp))
+            if fo[l]:
                 dims.append(jnp.broadcast_to(jnp.arange(D, dtype=perm.dtype)[None], (B, D)))
                 bounds.append(spatial[:, l])
                 sp += [True] * D
@@ -152,17 +157,41 @@ class Nest:
         self.spatial = np.array(sp)
         self.level = np.array(lv)
         self.N, self.L, self.D, self.B = len(sp), L, D, B
-        onehot = self.dim[..., None] == jnp.arange(D)
-        step = jnp.where(onehot, self.bound[..., None], 1.0)
-        # running product slot by slot (jnp.cumprod lowers to an O(N^2) reduce-window on CPUs)
-        acc, E = jnp.ones((B, D), step.dtype), []
-        for k in range(step.shape[1]):
-            acc = acc * step[:, k]
-            E.append(acc)
-        self.E = jnp.stack(E, 1)
-        self.onehot = onehot
         self.last = [int(np.nonzero(self.level == l)[0][-1]) for l in range(L)]
         self.first = [int(np.nonzero(self.level == l)[0][0]) for l in range(L)]
+        self._start = np.array(start)
+        self._tstart = self._start + D * fo  # first temporal slot of each level
+        self._fanout = fo
+        # position of each dimension in its level's temporal order
+        self._inv = (jnp.arange(D)[None, None, :, None] * (perm[..., :, None] == jnp.arange(D))).sum(2)
+        self._t, self._s = temporal, spatial
+        per_level = temporal * spatial
+        acc = [per_level[:, 0]]
+        for l in range(1, L):  # unrolled: XLA's cumprod is an O(L^2) reduce-window on CPUs
+            acc.append(acc[-1] * per_level[:, l])
+        self.E_bnd = jnp.stack(acc, 1)
+        self._E_below = jnp.concatenate([jnp.ones_like(self.E_bnd[:, :1]), self.E_bnd[:, :-1]], 1)
+
+    def E_at(self, k):
+        """Extents [B, n, D] of every loop up to and including slot k [B, n] (the max-tile mold)."""
+        D = self.D
+        lv = jnp.asarray(self.level)[k]
+        pos = k - jnp.asarray(self._tstart)[lv]  # temporal position (negative: a spatial slot)
+        is_t = pos >= 0
+        g = lambda x: jnp.take_along_axis(x, lv[..., None], 1)  # noqa: E731  [B, L, D] -> [B, n, D]
+        d = jnp.arange(D)
+        sp_pos = k - jnp.asarray(self._start)[lv]
+        s = jnp.where(is_t[..., None] | (d <= sp_pos[..., None]), g(self._s), 1.0)
+        t = jnp.where(is_t[..., None] & (g(self._inv) <= pos[..., None]), g(self._t), 1.0)
+        return g(self._E_below) * s * t
+
+    def per_dim(self, v):
+        """[B, D]: the product over slots of v [B, N], per slot dimension."""
+        idx = jnp.asarray(self._tstart)[None, :, None] + self._inv  # [B, L, D] the slot of each temporal loop
+        out = jnp.take_along_axis(v, idx.reshape(self.B, -1), 1).reshape(idx.shape).prod(1)
+        for l in np.nonzero(self._fanout)[0]:
+            out = out * v[:, self._start[l]:self._start[l] + self.D]
+        return out
 
     def rel(self, rel_dims):
         """[B, N] whether each slot's dimension is in the static set `rel_dims` (bool [D])."""
@@ -190,9 +219,10 @@ def _child_parent(keep):
 
 # ----------------------------------------------------------------------------- formats
 
-def _assign_ranks(sp, nest, ranks_t, rel, l, child, pretile, inner, E_child, order, rank_specs, has_md, sub_all):
-    """Timeloop's ApplyRanksOuterToInner / InnerToOuter for (level l, one dataspace), as one
-    lax.scan over the loop slots (outermost first, or innermost first for inner_to_outer).
+def _assign_ranks(sp, nest, ranks_t, rel, l, child, pretile, inner, E_child, order, rank_specs, has_md):
+    """Timeloop's ApplyRanksOuterToInner / InnerToOuter for (level l, one dataspace): a
+    lax.scan over the non-trivial loops (outermost first, or innermost first for
+    inner_to_outer), or its closed form `_ranks_direct` when no flattening rule can skip a rank.
 
     Returns fiber box extents per rank [B, R_l, D] (rank r >= inner), the rank's subtile
     footprint [B, R_l] (the innermost in-range subtile for dummy ranks), and a fail flag [B]
@@ -211,24 +241,37 @@ def _assign_ranks(sp, nest, ranks_t, rel, l, child, pretile, inner, E_child, ord
     can_block = bool(any(rule_exists[r] and not rule_mask[r][np.asarray(rel, bool)].all() for r in range(R)))
     K = int(np.sum(nest.level <= l))  # slots of levels <= l come first in slot order
     relk = nest.rel(rel)[:, :K]
-    in_range = relk & (jnp.asarray(nest.level[:K])[None, :] > child[:, None])  # [B, K]
+    lvk = jnp.asarray(nest.level[:K])[None, :]
+    in_range = relk & (lvk > child[:, None])  # [B, K]
     dimk = nest.dim[:, :K]
-    # no pre-tiling: the innermost in-range loop of each dimension absorbs the child tile's extent
-    kk = jnp.arange(K)[None]
-    first = jnp.zeros(in_range.shape, bool)
-    scale = jnp.ones(in_range.shape)
-    for d in np.nonzero(np.asarray(rel, bool))[0]:  # only relevant dimensions are in range
-        isd = dimk == int(d)
-        m = in_range & isd
-        first = first | (m & (kk == jnp.argmax(m, axis=1)[:, None]))
-        scale = jnp.where(isd, E_child[:, int(d), None], scale)
+    # no pre-tiling: the innermost in-range loop of each dimension (at level child + 1: its spatial
+    # loop if that level fans out, else its temporal one) absorbs the child tile's extent
+    own = jnp.asarray(nest.spatial[:K] == np.asarray(sp.fanout)[nest.level[:K]])[None, :]
+    first = relk & (lvk == child[:, None] + 1) & own
+    scale = jnp.take_along_axis(E_child, dimk, 1)
     sbound = jnp.where(first & ~pretile[:, None], nest.bound[:, :K] * scale, nest.bound[:, :K])
-    subk = sub_all[:, :K]
     # innermost in-range slot's subtile (Timeloop's singleton[0])
     kfirst = jnp.argmax(in_range, axis=1)
-    sing0 = jnp.where(in_range.any(1), jnp.take_along_axis(subk, kfirst[:, None], 1)[:, 0], 1.0)
+    E_first = nest.E_at(kfirst[:, None])[:, 0]
+    sing0 = jnp.where(in_range.any(1), footprint(E_first, ranks_t), 1.0)
     rid = jnp.arange(R)
-    xs = (in_range.T, sbound.T, dimk.T, subk.T)
+    # Only in-range loops with a bound > 1 change the state, and a mapping whose factors multiply
+    # to the bounds has at most (prime factors of the bound) of those per dimension: keep just
+    # those, in order (a mapping with more fails; its factors are already invalid).
+    active = in_range & (sbound > 1)
+    per_dim = K // D  # each level has one temporal (and one spatial, if it fans out) slot per dimension
+    n_active = min(K, sum(min(per_dim, sp.prime_factors[d]) for d in np.nonzero(np.asarray(rel, bool))[0]))
+    idx, kept, count = _compact(active, n_active)
+    fail0 = count > n_active
+    take = lambda x: jnp.take_along_axis(x, idx, 1)  # noqa: E731
+    active, sbound, dimk = kept, take(sbound), take(dimk)
+    subk = footprint(nest.E_at(idx), ranks_t)  # the tile at each kept loop
+    full = rule_exists & rule_mask[:, np.asarray(rel, bool)].all(1)  # rules that admit every loop
+    if (full | ~rule_exists).all():
+        box, sub, fail = _ranks_direct(active, sbound, dimk, subk, inner, order, full, D)
+        sub = jnp.where(sub == 0, sing0[:, None], sub)
+        return box, sub, sing0, fail | fail0
+    xs = (active.T, sbound.T, dimk.T, subk.T)
     if not order:
         xs = tuple(x[::-1] for x in xs)
         r0 = jnp.full((B,), R, jnp.int32)
@@ -270,10 +313,55 @@ def _assign_ranks(sp, nest, ranks_t, rel, l, child, pretile, inner, E_child, ord
         ext = jnp.where(take, flat, ext)
         return (r, ext, box, sub, fail), None
 
-    init = (r0, jnp.zeros((B,), bool), jnp.ones((B, R, D)), jnp.zeros((B, R)), jnp.zeros((B,), bool))
+    init = (r0, jnp.zeros((B,), bool), jnp.ones((B, R, D)), jnp.zeros((B, R)), fail0)
     (r, ext, box, sub, fail), _ = jax.lax.scan(step, init, xs)
     sub = jnp.where(sub == 0, sing0[:, None], sub)
     return box, sub, sing0, fail
+
+
+def _compact(mask, n):
+    """Indices [B, n] of the first n True entries of mask [B, K] in order, whether each exists,
+    and the number of True entries [B]. The p-th True entry (from 0) sits at the number of
+    positions whose inclusive running count is <= p. (A stable argsort does the same at several
+    times the cost on CPUs.)"""
+    K = mask.shape[1]
+    upper = jnp.asarray(np.triu(np.ones((K, K), np.float32)))
+    running = mask.astype(jnp.float32) @ upper  # [B, K] inclusive count (exact: K < 2^24)
+    p = jnp.arange(n, dtype=jnp.float32)
+    idx = (running[:, None, :] <= p[None, :, None]).sum(2, dtype=jnp.int32)  # [B, n]
+    count = running[:, -1].astype(jnp.int32)
+    return jnp.minimum(idx, K - 1), p[None] < running[:, -1:], count
+
+
+def _ranks_direct(active, sbound, dim, sub_k, inner, order, full, D):
+    """The scan of `_assign_ranks` in closed form when every rank has either no flattening rule
+    or one that admits all of the dataspace's dimensions: the q-th non-trivial loop (in
+    application order) opens the next rank until a rank with a rule is opened, which then takes
+    every further loop. `active` etc. are [B, K] with the non-trivial loops first, innermost
+    first. Returns box [B, R, D], sub [B, R] (0 where no loop opened the rank), fail [B]."""
+    B, K = active.shape
+    R = len(full)
+    cnt = active.sum(1, keepdims=True)
+    j = jnp.arange(K)[None]
+    q = j if order else cnt - 1 - j  # position in application order
+    inner = inner.astype(jnp.int32)[:, None]
+    big = K + R
+    if order:  # ranks inner, inner + 1, ...; the first full rule at or above `inner` is sticky
+        r_ = jnp.arange(R)[None]
+        stop = jnp.min(jnp.where(jnp.asarray(full)[None] & (r_ >= inner), r_ - inner, big), 1, keepdims=True)
+        i = jnp.minimum(q, stop)
+        rank = inner + i
+    else:  # ranks R - 1, R - 2, ...
+        stop = next((i for i in range(R) if full[R - 1 - i]), big)
+        i = jnp.minimum(q, stop)
+        rank = R - 1 - i
+    ok = (rank >= inner) & (rank <= R - 1)
+    fail = (active & ~ok).any(1)
+    on = (active & ok)[..., None] & (rank[..., None] == jnp.arange(R))  # [B, K, R]
+    box = jnp.where(on[..., None] & (dim[:, :, None, None] == jnp.arange(D)), sbound[:, :, None, None], 1.0).prod(1)
+    opened = on & (q == i)[..., None]
+    sub = jnp.where(opened, sub_k[..., None], 0.0).sum(1)
+    return box, sub, fail
 
 
 def formats(sp, static, nest, keep, tile, child):
@@ -283,11 +371,10 @@ def formats(sp, static, nest, keep, tile, child):
     Rmax = sp.R
     out = {}
     fail = jnp.zeros((B,), bool)
-    E_bnd = _bnd_extents(nest, L)
+    E_bnd = nest.E_bnd
     for t in range(T):
         rel = _relevant(static, t)
         ranks_t = static.ranks[t]
-        sub_all = footprint(nest.E, ranks_t)  # [B, N] the dataspace's tile at every slot's max-tile mold
         for l in range(L):
             f = sp.format(l, t)
             has_md = f is not None
@@ -327,7 +414,7 @@ def formats(sp, static, nest, keep, tile, child):
             E_child = jnp.where((c >= 0)[:, None], _sel(jnp.maximum(c, 0), E_bnd), 1.0)
             order = f[0] if has_md else False
             box, sub_r, sing0, fl = _assign_ranks(sp, nest, ranks_t, rel, l, c, pretile, inner, E_child, order,
-                                                  f[1] if has_md else (), has_md, sub_all)
+                                                  f[1] if has_md else (), has_md)
             fail = fail | (fl & kept)
             fiber_own = jnp.stack([footprint(box[:, r], ranks_t) for r in range(R_l)], 1)
             rid = jnp.arange(R_l)[None]
@@ -363,11 +450,6 @@ def _assemble(pairs, B, L, T, tail=(), rank_axis=None, R=1):
             row.append(x)
         rows.append(jnp.stack(row, 1))
     return jnp.stack(rows, 1)
-
-
-def _bnd_extents(nest, L):
-    """E at each level boundary [B, L, D]."""
-    return jnp.stack([nest.E[:, nest.last[l]] for l in range(L)], 1)
 
 
 # ----------------------------------------------------------------------------- occupancy
@@ -471,7 +553,7 @@ def saf_option(sp, static, nest, keep, child, models, block, level, target, cond
     is_child = ch >= 0
     tsel = jnp.where(is_child[:, None], sel_storage_child, sel_compute)
     scalar = ~is_child & scalar_compute
-    E_t = jnp.where(scalar[:, None], 1.0, (tsel[..., None] * nest.E).sum(1))
+    E_t = jnp.where(scalar[:, None], 1.0, nest.E_at(jnp.argmax(tsel, 1)[:, None])[:, 0])
     is_sp = (tsel & spatial).any(1)
     tdim = (tsel * nest.dim).sum(1)
     after = _after(tsel)  # slots above the target loop
@@ -480,7 +562,7 @@ def saf_option(sp, static, nest, keep, child, models, block, level, target, cond
     trig = a & ~spatial & (~is_child[:, None] | relT)
     located = ~is_sp[:, None] | _after(trig)
     inc = a & (spatial | (~located & is_child[:, None] & ~relT))
-    grow = jnp.where((inc[..., None] & nest.onehot), nest.bound[..., None], 1.0).prod(1)  # [B, D]
+    grow = nest.per_dim(jnp.where(inc, nest.bound, 1.0))  # [B, D]
     cE = E_t * grow
     rl = (tsel | inc) & ~scalar[:, None]
     relT_d = _relevant(static, target)
@@ -494,9 +576,8 @@ def saf_option(sp, static, nest, keep, child, models, block, level, target, cond
         relC = jnp.asarray(relC_d)[nest.dim]
         co_before = _after(co_slot)
         ineff = (rl & is_sp[:, None] & co_before & relC).any(1)
-        cmask = co_slot[..., None] & nest.onehot
-        cf = jnp.where(cmask, nest.bound[..., None], 1.0).prod(1)  # [B, D]
-        touched = cmask.any(1)
+        cf = nest.per_dim(jnp.where(co_slot, nest.bound, 1.0))  # [B, D]
+        touched = nest.per_dim(jnp.where(co_slot, 2.0, 1.0)) > 1.0  # a co-iterated loop of that dimension
         agg = cf.prod(1)
         scaling = jnp.ceil(blk / (tgt_gran / agg))
         cols = []
@@ -869,7 +950,7 @@ def apply(sp, static, arr, dense):
     size = arr["sp_tensor_size"]
     models = []
     for t in range(T):
-        N = jnp.where(size[t] > 0, size[t], footprint(nest.E[:, -1], static.ranks[t]))
+        N = jnp.where(size[t] > 0, size[t], footprint(nest.E_bnd[:, -1], static.ranks[t]))
         models.append(dmodel.model(sp.density_kind[t], arr["sp_density"][t], N, sp.grid))
     fmts, fmt_fail = formats(sp, static, nest, keep, tile, child)
     occ = occupancy(sp, static, arr, keep, parent, tile, fmts, models, reads, fills, updates)
@@ -949,7 +1030,7 @@ def internals(static, arr, batch):
     child, _ = _child_parent(keep)
     size = arr["sp_tensor_size"]
     models = [dmodel.model(sp.density_kind[t], arr["sp_density"][t],
-                           jnp.where(size[t] > 0, size[t], footprint(nest.E[:, -1], static.ranks[t])), sp.grid)
+                           jnp.where(size[t] > 0, size[t], footprint(nest.E_bnd[:, -1], static.ranks[t])), sp.grid)
               for t in range(len(static.ranks))]
     fm, fail = formats(sp, static, nest, keep, tile, child)
     out = {"fiber": {k: v["fiber"][:, :v["n"]] for k, v in fm.items() if v["has_md"]},
