@@ -32,9 +32,6 @@ def compile_sparse(spec, table, arrays, charge_skipped_metadata_as_actual=False)
         return None, {}
     wl, arch = spec.workload, spec.arch
     L, T = len(arch.levels), len(wl.dataspaces)
-    if any(s.kind == "skipping_spatial" for s in sp.safs):
-        raise NotImplementedError("sparse_optimizations: skipping_spatial (spatial skipping) is not modelled yet; "
-                                  "supported: gating and skipping at storage levels, compute gating/skipping")
     R = max([len(f.ranks) for f in sp.formats.values()] + [1])
     formats = tuple(sorted((l, t, f.inner_to_outer, tuple((r.format, r.flatten) for r in f.ranks))
                            for (l, t), f in sp.formats.items()))

@@ -45,7 +45,7 @@ Notes where this departs from (or pins down) Timeloop:
   it at the outer end); at a nested SAF level the random metadata reads keep the reads
   (Timeloop 74ae30b copies the updates there, which zeroes them for read-only tensors).
   Neither case occurs in the reference cases.
-* `skipping_spatial` (spatial skipping) is not modelled; such a spec is rejected at compile.
+* `skipping_spatial` (spatial skipping) is not modelled; the spec parser refuses it by name.
 * `arr["sp_charge_skipped_metadata_as_actual"]` (traced 0/1, default 0; also a SparseStatic
   flag) charges skipped metadata reads at the random metadata-read energy, as the MICRO'22
   artifact's Timeloop build did (SPEC A3.6 / A6.3). Set it with `with_artifact_charging(arr)`.

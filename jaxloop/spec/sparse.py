@@ -349,6 +349,10 @@ def parse_sparse(spec):
                     p.add(where(*gat, "type"), f"unknown action optimization {grp.get('type')!r}: expected gating, "
                                                "skipping or skipping_spatial")
                     continue
+                if kind == "skipping_spatial":
+                    p.add(where(*gat, "type"), "skipping_spatial (spatial skipping) is not supported yet "
+                                               "(docs/spatial_skipping.md); supported: gating and skipping")
+                    continue
                 opts = grp.get("options")
                 if opts is None:
                     opts = [grp]
