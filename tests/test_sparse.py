@@ -372,65 +372,46 @@ def _random_mappings(spec, count, rng):
     return MappingBatch(out["t"], out["x"], out["y"], perm, keep)
 
 
-def _variant_spmspm(tmp_path):
-    """sl-02.2.2 with inner-to-outer ranks and a flattening rule that skips a rank (dummy ranks)."""
-    d = TIMELOOP_REF / "sl-02.2.2-spMspM-tiled"
-    text = (d / "input.yaml").read_text()
-    text = text.replace("""              - name: B
+_B_BACKING = """              - name: B
                 ranks:
                   - format: UOP
                   - format: UOP
-                  - format: CP""", """              - name: B
-                rank_application_order: inner_to_outer
+                  - format: CP"""
+_B_BUFFER = """              - name: B
                 ranks:
                   - format: UOP
-                    flattened_rankIDs: [[N]]
+                  - format: CP
+              - name: A"""
+_A_BUFFER = """              - name: A
+                ranks:
                   - format: UOP
-                  - format: CP""")
-    assert "inner_to_outer" in text
-    f = tmp_path / "variant.yaml"
-    f.write_text(text)
-    return jaxloop.load_spec(f), load_tables(d / "ERT.yaml")
+                  - format: CP
+        action_optimization:"""
+_I2O = "\n                rank_application_order: inner_to_outer"
+
+# sl-02.2.2 variants: (text, replacement) pairs
+VARIANTS = {
+    # inner-to-outer ranks and a flattening rule that skips a rank (dummy ranks): the scan
+    "variant": [(_B_BACKING, _B_BACKING.replace("- name: B", "- name: B" + _I2O).replace(
+        "- format: UOP\n", "- format: UOP\n                    flattened_rankIDs: [[N]]\n", 1))],
+    # inner-to-outer ranks at both levels, rules naming all of B's dimensions: the closed form,
+    # with (BackingStorage) and without (Buffer) pre-tiling
+    "variant_full_rule": [
+        (_B_BACKING, _B_BACKING.replace("- name: B", "- name: B" + _I2O).replace(
+            "UOP\n                  - format: CP", "UOP\n                    flattened_rankIDs: [[N, K]]"
+                                                   "\n                  - format: CP")),
+        (_B_BUFFER, _B_BUFFER.replace("- name: B", "- name: B" + _I2O).replace(
+            "- format: CP", "- format: CP\n                    flattened_rankIDs: [[K, N]]")),
+        (_A_BUFFER, _A_BUFFER.replace("- name: A", "- name: A" + _I2O))],
+}
 
 
-def _variant_spmspm_full_rule(tmp_path):
-    """sl-02.2.2 with inner-to-outer ranks at both levels and flattening rules naming all of B's
-    dimensions (the closed-form rank assignment, inner to outer, with and without pre-tiling)."""
+def _variant_spmspm(tmp_path, name):
     d = TIMELOOP_REF / "sl-02.2.2-spMspM-tiled"
     text = (d / "input.yaml").read_text()
-    text = text.replace("""              - name: B
-                ranks:
-                  - format: UOP
-                  - format: UOP
-                  - format: CP""", """              - name: B
-                rank_application_order: inner_to_outer
-                ranks:
-                  - format: UOP
-                  - format: UOP
-                    flattened_rankIDs: [[N, K]]
-                  - format: CP""")
-    text = text.replace("""              - name: A
-                ranks:
-                  - format: UOP
-                  - format: CP
-        action_optimization:""", """              - name: A
-                rank_application_order: inner_to_outer
-                ranks:
-                  - format: UOP
-                  - format: CP
-        action_optimization:""")
-    text = text.replace("""              - name: B
-                ranks:
-                  - format: UOP
-                  - format: CP
-              - name: A""", """              - name: B
-                rank_application_order: inner_to_outer
-                ranks:
-                  - format: UOP
-                  - format: CP
-                    flattened_rankIDs: [[K, N]]
-              - name: A""")
-    assert text.count("inner_to_outer") == 3
+    for old, new in VARIANTS[name]:
+        assert old in text and new != old
+        text = text.replace(old, new)
     f = tmp_path / "variant.yaml"
     f.write_text(text)
     return jaxloop.load_spec(f), load_tables(d / "ERT.yaml")
@@ -444,10 +425,8 @@ def test_mapping_analyses_match_literal_port(case, tmp_path):
     Timeloop, on random mappings."""
     from jaxloop import sparse_reference as ref
 
-    if case == "variant":
-        spec, table = _variant_spmspm(tmp_path)
-    elif case == "variant_full_rule":
-        spec, table = _variant_spmspm_full_rule(tmp_path)
+    if case in VARIANTS:
+        spec, table = _variant_spmspm(tmp_path, case)
     else:
         spec = jaxloop.load_spec(TIMELOOP_REF / case / "input.yaml")
         table = load_tables(TIMELOOP_REF / case / "ERT.yaml")
