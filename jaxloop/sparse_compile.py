@@ -7,6 +7,7 @@ no sparse analysis when no optimization is declared, even if densities are given
 import numpy as np
 
 from jaxloop.errors import SpecError
+from jaxloop.mapspace import prime_factors
 from jaxloop.model.sparse import ACTIONS, VECTOR_WIDTH_THRESHOLDS, SparseStatic
 from jaxloop.spec.sparse import parse_sparse
 
@@ -50,7 +51,7 @@ def compile_sparse(spec, table, arrays, charge_skipped_metadata_as_actual=False)
         density_kind=tuple(kinds), formats=formats, R=R, safs=safs,
         compute_gating=sp.compute_gating, compute_skipping=sp.compute_skipping,
         decompression_supported=sp.decompression_supported, compression_supported=sp.compression_supported,
-        prime_factors=tuple(_omega(int(b)) for b in wl.bounds))
+        prime_factors=tuple(sum(e for _, e in prime_factors(int(b))) for b in wl.bounds))
     md_bits = np.zeros((L, T, R))
     pl_bits = np.zeros((L, T, R))
     for (l, t), f in sp.formats.items():
@@ -94,13 +95,3 @@ def compile_sparse(spec, table, arrays, charge_skipped_metadata_as_actual=False)
     }
     return static, out
 
-
-def _omega(n):
-    """Number of prime factors of n, with multiplicity: the most non-trivial loops a dimension
-    of bound n can have in a mapping whose factors multiply to n."""
-    k, p = 0, 2
-    while p * p <= n:
-        while n % p == 0:
-            n, k = n // p, k + 1
-        p += 1
-    return k + (n > 1)

@@ -58,7 +58,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloop.model import density as dmodel
-from jaxloop.model.tiling import footprint
+from jaxloop.model.tiling import extents, footprint
 
 ACTIONS = ("random_read", "gated_read", "skipped_read", "random_fill", "gated_fill", "skipped_fill",
            "random_update", "gated_update", "skipped_update",
@@ -158,19 +158,12 @@ class Nest:
         self.level = np.array(lv)
         self.N, self.L, self.D, self.B = len(sp), L, D, B
         self.last = [int(np.nonzero(self.level == l)[0][-1]) for l in range(L)]
-        self.first = [int(np.nonzero(self.level == l)[0][0]) for l in range(L)]
         self._start = np.array(start)
         self._tstart = self._start + D * fo  # first temporal slot of each level
         self._fanout = fo
-        # position of each dimension in its level's temporal order
-        self._inv = (jnp.arange(D)[None, None, :, None] * (perm[..., :, None] == jnp.arange(D))).sum(2)
+        self._inv = jnp.argsort(perm, axis=2)  # each dimension's place in its level's temporal order
         self._t, self._s = temporal, spatial
-        per_level = temporal * spatial
-        acc = [per_level[:, 0]]
-        for l in range(1, L):  # unrolled: XLA's cumprod is an O(L^2) reduce-window on CPUs
-            acc.append(acc[-1] * per_level[:, l])
-        self.E_bnd = jnp.stack(acc, 1)
-        self._E_below = jnp.concatenate([jnp.ones_like(self.E_bnd[:, :1]), self.E_bnd[:, :-1]], 1)
+        self.E_bnd, self._E_below, _ = extents(temporal, spatial)
 
     def E_at(self, k):
         """Extents [B, n, D] of every loop up to and including slot k [B, n] (the max-tile mold)."""
@@ -254,7 +247,6 @@ def _assign_ranks(sp, nest, ranks_t, rel, l, child, pretile, inner, E_child, ord
     kfirst = jnp.argmax(in_range, axis=1)
     E_first = nest.E_at(kfirst[:, None])[:, 0]
     sing0 = jnp.where(in_range.any(1), footprint(E_first, ranks_t), 1.0)
-    rid = jnp.arange(R)
     # Only in-range loops with a bound > 1 change the state, and a mapping whose factors multiply
     # to the bounds has at most (prime factors of the bound) of those per dimension: keep just
     # those, in order (a mapping with more fails; its factors are already invalid).
@@ -271,6 +263,7 @@ def _assign_ranks(sp, nest, ranks_t, rel, l, child, pretile, inner, E_child, ord
         box, sub, fail = _ranks_direct(active, sbound, dimk, subk, inner, order, full, D)
         sub = jnp.where(sub == 0, sing0[:, None], sub)
         return box, sub, sing0, fail | fail0
+    rid = jnp.arange(R)
     xs = (active.T, sbound.T, dimk.T, subk.T)
     if not order:
         xs = tuple(x[::-1] for x in xs)
@@ -339,7 +332,7 @@ def _ranks_direct(active, sbound, dim, sub_k, inner, order, full, D):
     application order) opens the next rank until a rank with a rule is opened, which then takes
     every further loop. `active` etc. are [B, K] with the non-trivial loops first, innermost
     first. Returns box [B, R, D], sub [B, R] (0 where no loop opened the rank), fail [B]."""
-    B, K = active.shape
+    K = active.shape[1]
     R = len(full)
     cnt = active.sum(1, keepdims=True)
     j = jnp.arange(K)[None]
@@ -651,7 +644,6 @@ def occupancy(sp, static, arr, keep, parent, tile, fmts, models, reads, fills, u
     md_acc = {op: {} for op in ("read", "fill", "update")}
     thr_tab = jnp.asarray(arr["sp_vw_threshold"])  # [L, 10]
     blk = arr["block"][None, :]
-    lid = jnp.arange(L)
     for t in range(T):
         m = models[t]
         kept = keep[:, :, t]
@@ -701,7 +693,6 @@ def occupancy(sp, static, arr, keep, parent, tile, fmts, models, reads, fills, u
                 ratio = cnt[:, l, t] / ns[:, l]
                 acc = jnp.ceil(e * ratio[:, None, None])
                 md_acc[op][(l, t)] = jnp.where(kl[:, None, None], acc, 0.0)
-    del lid
     st = lambda xs: jnp.stack(xs, 2)  # noqa: E731
     return {"E_data": st(E_data), "E_md": E_md, "E_md_total": _assemble({k: v.sum((1, 2)) for k, v in E_md.items()},
                                                                        B, L, T),
@@ -1018,8 +1009,6 @@ def internals(static, arr, batch):
     static as a static argument): per formatted (level, dataspace) the fiber shapes and sub-tile
     sizes, the format-fail flag, and per SAF option (target level, leader tile size per
     condition-on dataspace; -1 when the option is ineffective)."""
-    from jaxloop.model.tiling import extents
-
     sp = static.sparse
     temporal = batch.temporal.astype(jnp.float64)
     spatial = (batch.spatial_x * batch.spatial_y).astype(jnp.float64)
