@@ -22,6 +22,7 @@ Writes benchmarks/results/sparse_sweep.json and sparse_sweep_{spmspm,eyeriss}.pn
 
 import argparse
 import copy
+import functools
 import json
 import platform
 import sys
@@ -39,7 +40,7 @@ import jaxloop  # noqa: E402
 from jaxloop.compiler import compile_spec  # noqa: E402
 from jaxloop.energy.ert import EnergyTable, load_tables  # noqa: E402
 from jaxloop.mapspace import MappingBatch  # noqa: E402
-from jaxloop.model.evaluate import _evaluate, evaluate  # noqa: E402
+from jaxloop.model.evaluate import evaluate  # noqa: E402
 from jaxloop.spec import spec_from_doc  # noqa: E402
 from jaxloop.spec.yamlio import Source, plain  # noqa: E402
 
@@ -47,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REF = ROOT.parent / "shared" / "reference" / "timeloop"
 OUT = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import random_mappings  # noqa: E402
+from throughput import random_mappings, scored  # noqa: E402
 
 GEMM = """
 architecture:
@@ -228,9 +229,8 @@ def throughput(batches, repeat):
     kernels = {}
     for name, sp in (("dense", _dense(spec)), ("sparse", spec)):
         static, arr = compile_spec(sp, table, keepable=spec.mapping.keep, links=False)  # as the mapper searches
-        kernels[(name, "scored")] = (jax.jit(lambda a, b, s=static: (lambda st: (st.energy, st.cycles, st.status))(
-            _evaluate(s, a, b))), arr)
-        kernels[(name, "stats")] = (jax.jit(lambda a, b, s=static: _evaluate(s, a, b)), arr)
+        kernels[(name, "scored")] = (scored(static), arr)
+        kernels[(name, "stats")] = (functools.partial(evaluate, static), arr)
     out = []
     for batch_size in batches:
         rng = np.random.default_rng(0)
