@@ -47,7 +47,9 @@ def stats_json(spec, static, stats, i=0, keep=None):
     (per instance), utilized_instances, energy_pJ}}} for the dataspaces each level keeps;
     status (readable reasons, empty when valid). Designs with sparse_optimizations also get, per
     level and dataspace, actual/gated/skipped reads, fills, updates and metadata_reads/fills/updates
-    (format units), and top-level algorithmic/actual/gated/skipped computes.
+    (format units) and avg_utilized_instances (utilized_instances is then the max per dataspace, both
+    as Timeloop prints them), and top-level algorithmic/actual/gated/skipped computes and
+    mac_utilized_instances / mac_avg_utilized_instances.
 
     `keep` ([L, T] bool, e.g. `batch.keep[i]`) names the kept dataspaces; without it they are
     inferred from the counts (a kept dataspace always has some reads, fills or updates).
@@ -77,6 +79,9 @@ def stats_json(spec, static, stats, i=0, keep=None):
             }
             if sparse:  # Sparseloop split (jaxloop/model/sparse.py); reads etc. above are algorithmic
                 levels[n][ds].update({f: _count(row[f][l, t]) for f in _SPARSE_COUNTS})
+                # spatial skipping: Timeloop's "Utilized instances (max)" and "(average)"
+                levels[n][ds]["utilized_instances"] = _count(row["max_instances"][l, t])
+                levels[n][ds]["avg_utilized_instances"] = float(row["avg_instances"][l, t])
     out = {
         "energy_pJ": float(row["energy"]),
         "cycles": _count(row["cycles"]),
@@ -89,6 +94,8 @@ def stats_json(spec, static, stats, i=0, keep=None):
     if sparse:
         out.update({f: _count(row[f]) for f in ("algorithmic_computes", "actual_computes", "gated_computes",
                                                 "skipped_computes")})
+        out["mac_utilized_instances"] = _count(row["mac_instances"])
+        out["mac_avg_utilized_instances"] = _count(row["avg_mac_instances"])
     if getattr(static, "analog", None) is not None:  # analog crossbar design: converter counts and energies
         from jaxloop.model.converters import converters_json
 

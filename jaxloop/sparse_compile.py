@@ -38,6 +38,8 @@ def compile_sparse(spec, table, arrays, charge_skipped_metadata_as_actual=False)
                            for (l, t), f in sp.formats.items()))
     safs = tuple((s.level, s.kind, s.options) for kind in ("gating", "skipping")
                  for s in sorted((s for s in sp.safs if s.kind == kind), key=lambda s: s.level))
+    spatial_safs = tuple((s.level, s.options[0][0], s.options[0][1][0]) for s in sp.safs
+                         if s.kind == "skipping_spatial")
     kinds, dens = [], []
     for t, d in enumerate(sp.densities):
         if d.kind == "banded":
@@ -48,7 +50,7 @@ def compile_sparse(spec, table, arrays, charge_skipped_metadata_as_actual=False)
             dens.append(d.density)
     static = SparseStatic(
         fanout=tuple(arch.fanout(i)[0] * arch.fanout(i)[1] > 1 for i in range(L)),
-        density_kind=tuple(kinds), formats=formats, R=R, safs=safs,
+        density_kind=tuple(kinds), formats=formats, R=R, safs=safs, spatial_safs=spatial_safs,
         compute_gating=sp.compute_gating, compute_skipping=sp.compute_skipping,
         decompression_supported=sp.decompression_supported, compression_supported=sp.compression_supported,
         prime_factors=tuple(sum(e for _, e in prime_factors(int(b))) for b in wl.bounds))

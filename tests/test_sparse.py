@@ -342,19 +342,6 @@ def test_mapper_searches_a_sparse_design():
     assert float(best.skipped_reads.sum()) > 0
 
 
-def test_spatial_skipping_is_refused_by_name(tmp_path, capsys):
-    """Not modelled yet: the CLI names the file, line and key, exit 2, no traceback."""
-    from jaxloop.cli import main
-
-    d = TIMELOOP_REF / "sl-04.2.1-eyeriss-like-gating"
-    bad = tmp_path / "spatial.yaml"
-    bad.write_text((d / "input.yaml").read_text().replace("type: gating", "type: skipping_spatial"))
-    assert main(["model", str(bad), "--ert", str(d / "ERT.yaml")]) == 2
-    err = capsys.readouterr().err
-    assert "spatial.yaml:" in err and "action_optimization[0].type" in err and "not supported" in err
-    assert "Traceback" not in err
-
-
 def test_stats_json_has_sparse_fields():
     from jaxloop.report import stats_json
 

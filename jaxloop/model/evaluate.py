@@ -49,7 +49,9 @@ class Stats(NamedTuple):
     format_accesses: jax.Array = None  # [B, L, T, 9, R, 2] (random/gated/skipped x read/fill/update), rank, (md, payload)
     data_capacity: jax.Array = None  # [B, L, T] utilized data capacity (compressed tiles at max occupancy)
     format_capacity: jax.Array = None  # [B, L, T, R, 2] metadata / payload units at max occupancy
-    avg_instances: jax.Array = None  # [B, L, T] utilized instances (average over empty-tile skipping)
+    avg_instances: jax.Array = None  # [B, L, T] utilized instances, average (empty tiles, spatial skipping)
+    max_instances: jax.Array = None  # [B, L, T] utilized instances, max (spatial skipping reduces them)
+    avg_mac_instances: jax.Array = None  # [B] utilized MAC instances, average (spatial skipping; truncated)
     algorithmic_computes: jax.Array = None  # [B]
     actual_computes: jax.Array = None  # [B] random (effectual) computes
     gated_computes: jax.Array = None  # [B]
@@ -122,8 +124,9 @@ def _evaluate(static, arr, batch):
     st = Stats(reads, fills, updates, tile, part, jnp.where(
         keep.any(axis=2), instances, 0.0), e_ds, leak, level_cycles, computes, mac_inst, e_mac, total, cycles,
         util, code, converter_counts=conv_counts, converter_energy=conv_energy)
-    return sparse.extend_stats(static, arr, st, dict(temporal=temporal, spatial=spatial, perm=perm, keep=keep,
-                                                     t_total=t_total, instances=instances, analog_cycles=analog_cycles))
+    return sparse.extend_stats(static, arr, st, dict(temporal=temporal, spatial=spatial, sx=sx, sy=sy, perm=perm,
+                                                     keep=keep, t_total=t_total, instances=instances,
+                                                     analog_cycles=analog_cycles))
 
 
 evaluate = jax.jit(_evaluate, static_argnums=0)

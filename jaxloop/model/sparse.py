@@ -45,7 +45,9 @@ Notes where this departs from (or pins down) Timeloop:
   it at the outer end); at a nested SAF level the random metadata reads keep the reads
   (Timeloop 74ae30b copies the updates there, which zeroes them for read-only tensors).
   Neither case occurs in the reference cases.
-* `skipping_spatial` (spatial skipping) is not modelled; the spec parser refuses it by name.
+* `skipping_spatial` (spatial skipping): utilized instances from `spatial_skip.analyse`; the
+  target's inner counts and computes are eliminated as by any SAF, with no impact at the SAF
+  level itself; average instances replace the empty-tile ones, for energy and bandwidth.
 * `arr["sp_charge_skipped_metadata_as_actual"]` (traced 0/1, default 0; also a SparseStatic
   flag) charges skipped metadata reads at the random metadata-read energy, as the MICRO'22
   artifact's Timeloop build did (SPEC A3.6 / A6.3). Set it with `with_artifact_charging(arr)`.
@@ -58,6 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloop.model import density as dmodel
+from jaxloop.model import spatial_skip
 from jaxloop.model.tiling import extents, footprint
 
 ACTIONS = ("random_read", "gated_read", "skipped_read", "random_fill", "gated_fill", "skipped_fill",
@@ -86,6 +89,7 @@ class SparseStatic:
     formats: tuple
     R: int  # max ranks over formats (>= 1)
     safs: tuple  # ((level, kind, ((target, (cond, ...)), ...)), ...) in Timeloop's processing order
+    spatial_safs: tuple = ()  # ((level, target, leader), ...): skipping_spatial (spatial_skip.py)
     compute_gating: bool = False
     compute_skipping: bool = False
     charge_skipped_metadata_as_actual: bool = False
@@ -163,7 +167,7 @@ class Nest:
         self._fanout = fo
         self._inv = jnp.argsort(perm, axis=2)  # each dimension's place in its level's temporal order
         self._t, self._s = temporal, spatial
-        self.E_bnd, self._E_below, _ = extents(temporal, spatial)
+        self.E_bnd, self.E_below, _ = extents(temporal, spatial)
 
     def E_at(self, k):
         """Extents [B, n, D] of every loop up to and including slot k [B, n] (the max-tile mold)."""
@@ -176,7 +180,7 @@ class Nest:
         sp_pos = k - jnp.asarray(self._start)[lv]
         s = jnp.where(is_t[..., None] | (d <= sp_pos[..., None]), g(self._s), 1.0)
         t = jnp.where(is_t[..., None] & (g(self._inv) <= pos[..., None]), g(self._t), 1.0)
-        return g(self._E_below) * s * t
+        return g(self.E_below) * s * t
 
     def per_dim(self, v):
         """[B, D]: the product over slots of v [B, N], per slot dimension."""
@@ -702,7 +706,7 @@ def occupancy(sp, static, arr, keep, parent, tile, fmts, models, reads, fills, u
 
 # ----------------------------------------------------------------------------- combination
 
-def combine(sp, static, keep, child, tile, occ, reads, fills, updates, gate, skip, prob, computes):
+def combine(sp, static, keep, child, tile, occ, reads, fills, updates, gate, skip, prob, computes, sskip=None):
     """Compression, local SAF impact and propagation (Timeloop's CombineStorageOptimizationImpact).
 
     A SAF at level l with probability p removes floor(x p) of the fills, reads and updates of
@@ -730,6 +734,9 @@ def combine(sp, static, keep, child, tile, occ, reads, fills, updates, gate, ski
         mF = jnp.where(md_eff, Fd - jnp.floor(Fd * sparsity), Fd)
         mU = jnp.where(md_eff & rw, Ud - jnp.floor(Ud * sparsity), Ud)
         has = gate[:, :, t] | skip[:, :, t]
+        local = has  # spatial skipping has no impact at its own level, only below it
+        if sskip is not None:
+            has = has | sskip[:, :, t]
         pr = prob[:, :, t]
         # nearest SAF level above each level (its probability p_src) and the source's rank count
         src_p, src_on, src_nr1 = [None] * L, [None] * L, [None] * L
@@ -748,11 +755,11 @@ def combine(sp, static, keep, child, tile, occ, reads, fills, updates, gate, ski
         mR = jnp.where(on, mR - jnp.floor(mR * ps), mR)
         mU = jnp.where(on, mU - jnp.floor(mU * ps), mU)
         eff = jnp.where(on, 1.0 - (1.0 - pr) / jnp.where(ps != 1.0, 1.0 - ps, 1.0), pr)
-        eff = jnp.where(has, eff, 0.0)
+        eff = jnp.where(local, eff, 0.0)
         dR = jnp.ceil(mR * eff) if rw else jnp.floor(mR * eff)
         dU = jnp.floor(mU * eff)
         kind = jnp.where(gate[:, :, t], 1, 2)[..., None] == jnp.arange(3)  # [B, L, 3]
-        kind = kind & has[..., None]
+        kind = kind & local[..., None]
         first_kind = (jnp.arange(3) == 0)[None, None]  # the random (actual) column
 
         def split(x, dx):
@@ -867,10 +874,11 @@ def classify_computes(sp, static, keep, models, total, gs_saf, inner_p):
 
 # ----------------------------------------------------------------------------- energy, cycles
 
-def storage_energy(sp, arr, data, fmt, occ, keep, tile, instances, dec):
+def storage_energy(sp, arr, data, fmt, occ, keep, tile, instances, dec, avg_ratio=None):
     """pJ per level and dataspace [B, L, T] over all instances, from vector accesses x ERT, and the
     format bits per formatted pair {(l, t): [B, 9]}. `fmt` {(l, t): [B, 9, R_l, 2]}, `dec`
-    {(l, t): ([B] decompressions, [B] compressions)}."""
+    {(l, t): ([B] decompressions, [B] compressions)}; `avg_ratio` [B, L, T]: the fraction of
+    instances utilized on average (spatial skipping)."""
     B, L, T = keep.shape
     blk = arr["block"][None, :, None, None, None]
     n = jnp.where(keep, tile, 0.0)
@@ -898,13 +906,16 @@ def storage_energy(sp, arr, data, fmt, occ, keep, tile, instances, dec):
     e_com = {k: v[1] * e[k[0], A["compression_count"]] for k, v in dec.items()}
     per_inst = ((vec * e_data[None, :, None]).sum((-1, -2)) + _assemble(md_e, B, L, T) + _assemble(e_dec, B, L, T)
                 + _assemble(e_com, B, L, T))
-    charged = jnp.minimum(instances, arr["instances"] / arr["cluster"])
-    return per_inst * charged[:, :, None], bits
+    charged = jnp.minimum(instances, arr["instances"] / arr["cluster"])[:, :, None]
+    if avg_ratio is not None:
+        charged = charged * avg_ratio
+    return per_inst * charged, bits
 
 
-def level_cycles(arr, data, bits, occ, cc):
+def level_cycles(arr, data, bits, scale, cc):
     """Timeloop's BufferLevel::ComputePerformance with sparse accesses; skipped ones use no bandwidth.
-    `bits` {(l, t): [B, 9]} format bits of the formatted pairs."""
+    `bits` {(l, t): [B, 9]} format bits of the formatted pairs; `scale` [B, L, T] max / average
+    utilized instances."""
     B, L, T = data.shape[:3]
     md_rd, md_wr = {}, {}
     for (l, t), b in bits.items():
@@ -913,7 +924,6 @@ def level_cycles(arr, data, bits, occ, cc):
         md_wr[(l, t)] = jnp.floor((b[:, 1] + b[:, 4] + b[:, 2] + b[:, 5]) / wb)
     rd = data[..., 0, 0] + data[..., 1, 0] + _assemble(md_rd, B, L, T)
     wr = data[..., 0, 1] + data[..., 1, 1] + data[..., 0, 2] + data[..., 1, 2] + _assemble(md_wr, B, L, T)
-    scale = 1.0 / occ["avg"]  # max / average utilized instances
     rd = jnp.ceil(rd / scale)
     wr = jnp.ceil(wr / scale)
     c = jnp.maximum(cc, 1.0)[:, None]
@@ -947,12 +957,25 @@ def apply(sp, static, arr, dense):
     occ = occupancy(sp, static, arr, keep, parent, tile, fmts, models, reads, fills, updates)
     gate, skip, prob, saf_bad = storage_safs(sp, static, arr, nest, keep, child, models, occ)
     algorithmic = dense["t_total"] * dense["mac_inst"]
+    inst = dense["instances"][:, :, None]
+    unsupported = jnp.zeros((B,), bool)
+    if sp.spatial_safs:  # utilized instances from spatial skipping (and the compressed dataspaces' own)
+        ss = spatial_skip.analyse(sp, static, models, keep, child, nest, dense["sx"], dense["sy"], dense["mac_inst"],
+                                  arr["fanout_x"], arr["fanout_y"])
+        unsupported = ((gate | skip) & ss["sskip"]).any((1, 2))  # Timeloop asserts against both at one level
+        prob = jnp.where(ss["sskip"], ss["sprob"], prob)
+        ratio, max_inst, sskip = ss["ratio"], ss["max"], ss["sskip"]
+        mac_max, mac_avg = ss["mac_max"], jnp.maximum(ss["mac_avg"], 1.0)
+        fanout = (ss["fanout_x"], ss["fanout_y"])
+    else:  # empty tiles below a parent with metadata are never sent (CalculateExpectedOccupancy)
+        ratio, max_inst, sskip = occ["avg"], jnp.broadcast_to(inst, keep.shape), None
+        mac_max = mac_avg = dense["mac_inst"]
+        fanout = None
     data, fmt, after, gs, ip = combine(sp, static, keep, child, tile, occ, reads, fills, updates, gate, skip, prob,
-                                       algorithmic)
+                                       algorithmic, sskip)
     random, gated, skipped = classify_computes(sp, static, keep, models, after, gs, ip)
     # (de)compression between a compressed parent and an uncompressed child
     dec = {}  # (l, t) -> ([B] decompressions, [B] compressions), only where a compressed parent can exist
-    unsupported = jnp.zeros((B,), bool)
     for t in range(T):
         for l in range(L):
             if sp.compressed(l, t):
@@ -981,9 +1004,12 @@ def apply(sp, static, arr, dense):
                 for cl in child_levels:
                     cc_ = cc_ | (ch == cl)
                 unsupported = unsupported | (cc_ & keep[:, l, t])
-    e_ds, bits = storage_energy(sp, arr, data, fmt, occ, keep, tile, dense["instances"], dec)
-    cc = jnp.ceil((random + gated) / dense["mac_inst"])
-    lc = level_cycles(arr, data, bits, occ, cc)
+    avg_ratio = ratio if sp.spatial_safs else None  # energy over the average utilized instances
+    e_ds, bits = storage_energy(sp, arr, data, fmt, occ, keep, tile, dense["instances"], dec, avg_ratio)
+    cc = jnp.ceil((random + gated) / mac_avg)
+    avg_inst = inst * ratio
+    lc = level_cycles(arr, data, bits, jnp.where(avg_inst > 0, max_inst / jnp.where(avg_inst > 0, avg_inst, 1.0), 1.0),
+                      cc)
     cycles = jnp.maximum(cc, lc.max(1))
     used = jnp.where(keep, occ["cap_data"], 0.0).sum(2)
     cap = (used > arr["size"][None]).any(1)
@@ -994,7 +1020,8 @@ def apply(sp, static, arr, dense):
             "compute_cycles": cc, "algorithmic": algorithmic, "random": random, "gated": gated,
             "skipped": skipped, "compute_energy": e_mac, "capacity": cap, "md_capacity": md_cap,
             "format_fail": fmt_fail | saf_bad, "unsupported": unsupported, "data_capacity": occ["cap_data"],
-            "format_capacity": occ["cap_md"], "avg": occ["avg"], "dec": dec, "E_data": occ["E_data"],
+            "format_capacity": occ["cap_md"], "avg": ratio, "max_inst": max_inst, "mac_max": mac_max,
+            "mac_avg": mac_avg, "fanout": fanout, "dec": dec, "E_data": occ["E_data"],
             "gate": gate, "skip": skip, "prob": prob}
 
 
@@ -1050,7 +1077,8 @@ def extend_stats(static, arr, st, d):
             skipped_fills=z, actual_updates=st.updates, gated_updates=z, skipped_updates=z, metadata_reads=z,
             metadata_fills=z, metadata_updates=z, format_accesses=jnp.zeros(z.shape + (9, 1, 2)),
             data_capacity=jnp.where(keep, st.tile, 0.0), format_capacity=jnp.zeros(z.shape + (1, 2)),
-            avg_instances=inst, algorithmic_computes=st.computes, actual_computes=st.computes,
+            avg_instances=inst, max_instances=inst, avg_mac_instances=st.mac_instances,
+            algorithmic_computes=st.computes, actual_computes=st.computes,
             gated_computes=jnp.zeros_like(st.computes), skipped_computes=jnp.zeros_like(st.computes),
             compute_cycles=d["t_total"])
     out = apply(sp, static, arr, dict(d, tile=st.tile, reads=st.reads, fills=st.fills, updates=st.updates,
@@ -1062,13 +1090,19 @@ def extend_stats(static, arr, st, d):
     util = out["random"] / arr["mac_instances"] / cycles
     fm = status.FLAG_MEANINGS
     code = st.status & ~jnp.asarray(1 << fm.index("capacity"), st.status.dtype)
-    for name, flag in (("capacity", out["capacity"]), ("sparse_format", out["format_fail"]),
-                       ("metadata_capacity", out["md_capacity"]), ("sparse_unsupported", out["unsupported"])):
+    flags = [("capacity", out["capacity"]), ("sparse_format", out["format_fail"]),
+             ("metadata_capacity", out["md_capacity"]), ("sparse_unsupported", out["unsupported"])]
+    if out["fanout"] is not None:  # spatial skipping: the fan-out that must fit is the reduced one
+        code = code & ~jnp.asarray((1 << fm.index("fanout_x")) | (1 << fm.index("fanout_y")), code.dtype)
+        flags += [("fanout_x", out["fanout"][0]), ("fanout_y", out["fanout"][1])]
+    for name, flag in flags:
         code = code | (flag.astype(code.dtype) << fm.index(name))
     B, L, T = keep.shape
     units = _assemble({k: f[:, :3].sum((-1, -2)) for k, f in fmt.items()}, B, L, T, (3,))  # random read/fill/update
     inst = jnp.where(keep, st.instances[:, :, None] * out["avg"], 0.0)
     return st._replace(
+        mac_instances=out["mac_max"], avg_mac_instances=out["mac_avg"],
+        max_instances=jnp.where(keep, out["max_inst"], 0.0),
         energy_ds=out["energy_ds"], leak=leak, level_cycles=out["level_cycles"], compute_energy=out["compute_energy"],
         energy=total, cycles=cycles, utilization=util, status=code,
         actual_reads=data[..., 0, 0], gated_reads=data[..., 1, 0], skipped_reads=data[..., 2, 0],

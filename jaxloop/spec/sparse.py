@@ -349,10 +349,6 @@ def parse_sparse(spec):
                     p.add(where(*gat, "type"), f"unknown action optimization {grp.get('type')!r}: expected gating, "
                                                "skipping or skipping_spatial")
                     continue
-                if kind == "skipping_spatial":
-                    p.add(where(*gat, "type"), "skipping_spatial (spatial skipping) is not supported yet "
-                                               "(docs/spatial_skipping.md); supported: gating and skipping")
-                    continue
                 opts = grp.get("options")
                 if opts is None:
                     opts = [grp]
@@ -380,12 +376,26 @@ def parse_sparse(spec):
                     if kind == "skipping_spatial" and len(options) != 1:
                         p.add(where(*gat, "options"), "skipping_spatial takes exactly one option")
                         continue
+                    if kind == "skipping_spatial" and len(options[0][1]) != 1:
+                        p.add(where(*gat, "condition_on"), "skipping_spatial takes exactly one condition_on "
+                                                           "dataspace (Timeloop's multi-leader spatial analysis "
+                                                           "is unreliable; docs/spatial_skipping.md)")
+                        continue
                     safs.append(Saf(li, kind, tuple(options)))
     p.raise_if_any()
     for s in safs:
         for tgt, cond in s.options:
             if tgt in cond:
                 p.add(where("sparse_optimizations"), f"{ds_names[tgt]} conditioned on itself at {lv_names[s.level]}")
+    spatial = [(s.level, s.options[0][0]) for s in safs if s.kind == "skipping_spatial"]
+    temporal = {(s.level, tgt) for s in safs if s.kind != "skipping_spatial" for tgt, _ in s.options}
+    for lt in sorted(set(spatial)):
+        name = f"{ds_names[lt[1]]} at {lv_names[lt[0]]}"
+        if spatial.count(lt) > 1:
+            p.add(where("sparse_optimizations"), f"{name} has more than one skipping_spatial option")
+        if lt in temporal:
+            p.add(where("sparse_optimizations"), f"{name} has both skipping_spatial and gating/skipping "
+                                                 "(Timeloop does not support both on one level and dataspace)")
     p.raise_if_any()
     dec = tuple(bool(lv.attributes.get("decompression_supported", False)) for lv in arch.levels)
     com = tuple(bool(lv.attributes.get("compression_supported", False)) for lv in arch.levels)
