@@ -111,9 +111,11 @@ def test_kernel_equals_oracle(problem):
     check(problem, links=False)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(problems())
 def test_kernel_equals_oracle_with_links(problem):
+    """Random problems with links on (each compiles its own kernel: few of them; the systolic
+    ones below exercise the link transfers themselves)."""
     check(problem, links=True)
 
 
@@ -143,7 +145,7 @@ def systolic(draw):
     return wl, arch, Mapping(temporal, sx, sy, perm, keep)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(systolic())
 def test_link_transfers(problem):
     """Mappings built so that Timeloop moves data over links: the kernel still equals the oracle."""
