@@ -274,3 +274,145 @@ def saf_leader(spec, static, mapping, level, target, cond, block):
     if scaling > 1:
         cond_ext[nest[k][1]] *= scaling
     return _footprint(static.ranks[cond], cond_ext), tl
+
+
+# ----------------------------------------------------------------------------- spatial skipping
+
+def spatial_instances(spec, sp, static, mapping, p_empty, max_num_elements):
+    """Timeloop's InitializeSpatialInstances, CalculateSpatialOptimizationImpact and
+    SummarizeAndPropagateSpatialCapacityReduction (storage-gs-analyzer.cpp) for one mapping, loop
+    by loop with Python floats. `p_empty(t, n)` and `max_num_elements(t, fiber, element, f)` are
+    the density queries. Returns per dataspace the average ratio, max X and max Y of every
+    architecture level a (0 = compute, a = l + 1 = storage level l), the MAC max and average
+    (truncated) instances and whether the fan-out check fails. Spatial loops of a level: X then
+    Y, each in dimension order, inside the level's temporal loops (as the kernel)."""
+    L, D, T = len(spec.arch.levels), len(spec.workload.dims), len(spec.workload.dataspaces)
+    keep = np.asarray(mapping.keep, bool) & np.asarray(static.keepable, bool)
+    sub = []  # complete_subnests_: per level [(kind 'X'|'Y'|'T', dim, bound)], innermost first
+    for l in range(L):
+        sub.append([("X", d, int(mapping.spatial_x[l, d])) for d in range(D)]
+                   + [("Y", d, int(mapping.spatial_y[l, d])) for d in range(D)]
+                   + [("T", int(d), int(mapping.temporal[l, d])) for d in mapping.perm[l]])
+    molds, ext = [], [1] * D  # maxtile_molds_high_ as extents
+    for l in range(L):
+        molds.append([])
+        for _, d, b in sub[l]:
+            ext = list(ext)
+            ext[d] *= b
+            molds[l].append(ext)
+
+    def mold_inside(s, i):
+        if i == 0:
+            return [1] * D if s == 0 else list(molds[s - 1][-1])
+        return list(molds[s][i - 1])
+
+    def fp(t, e):
+        return _footprint(static.ranks[t], e)
+
+    def has_md(l, t):
+        return l < L and keep[l, t] and sp.format(l, t) is not None
+
+    def first_keeper(t, s, cap):
+        lvl = s
+        while lvl < cap and not keep[lvl, t]:
+            lvl += 1
+        return lvl
+
+    rel = [set(np.nonzero(static.relevant(t))[0]) for t in range(T)]
+    sxp = [int(np.prod(mapping.spatial_x[l])) for l in range(L)]
+    syp = [int(np.prod(mapping.spatial_y[l])) for l in range(L)]
+    dense_x = [int(np.prod(sxp[a:])) for a in range(L + 1)]
+    dense_y = [int(np.prod(syp[a:])) for a in range(L + 1)]
+    saf = {(s, tgt): c for s, tgt, c in sp.spatial_safs}
+    smask = {(s, tgt) for s, tgt, _ in sp.spatial_safs}
+    ratio = [[1.0] * (L + 1) for _ in range(T)]
+    X = [list(dense_x) for _ in range(T)]
+    Y = [list(dense_y) for _ in range(T)]
+    store = [[[dense_x[l + 1], dense_y[l + 1]] for l in range(L)] for _ in range(T)]  # storage max_x/y
+    for t in range(T):  # InitializeSpatialInstances
+        mask = [False] * (L + 1)
+        for s in range(L):
+            lvl = first_keeper(t, s, L - 1)
+            if not has_md(lvl, t):
+                continue
+            first, eff = True, 1.0
+            for i, (kind, d, f) in enumerate(sub[s]):
+                if kind == "T" or f <= 1 or d not in rel[t]:
+                    continue
+                m = mold_inside(s, i)
+                if first:
+                    eff, first = 1.0 - p_empty(t, fp(t, m)), False
+                fib = list(m)
+                fib[d] *= f
+                r = max_num_elements(t, fp(t, fib), fp(t, m), f) / f
+                if kind == "X":
+                    X[t][s] = int(X[t][s] * r)
+                else:
+                    Y[t][s] = int(Y[t][s] * r)
+            ratio[t][s] = eff
+            mask[s] = eff != 1.0
+        for a in range(L, 0, -1):
+            xr, yr = X[t][a] / store[t][a - 1][0], Y[t][a] / store[t][a - 1][1]
+            if xr != 1.0 or yr != 1.0:
+                store[t][a - 1] = [X[t][a], Y[t][a]]
+                cross = False
+                for b in range(a - 1, -1, -1):
+                    X[t][b], Y[t][b] = int(X[t][b] * xr), int(Y[t][b] * yr)
+                    cross = cross or mask[b]
+                    if not cross:
+                        ratio[t][b] *= ratio[t][a]
+    for (s, t), c in saf.items():  # CalculateSpatialOptimizationImpact (one leader)
+        lc = first_keeper(c, s, L)
+        eff = 1.0
+        if lc < L and has_md(lc, c):
+            child = max([l for l in range(s) if keep[l, t]], default=-1)
+            tl = first_keeper(t, s, L - 1)
+            first = True
+            for i, (kind, d, f) in enumerate(sub[s]):
+                if kind == "T" or f <= 1 or d not in rel[c]:
+                    continue
+                m = mold_inside(s, i)
+                if child != -1 and d in rel[t] and d in rel[c]:
+                    found = False
+                    for lv in range(s, tl + 1):
+                        for k2, d2, b2 in sub[lv]:
+                            if found or k2 != "T" or b2 <= 1:
+                                continue
+                            if d2 in rel[t]:
+                                found = True
+                            else:
+                                m[d2] *= b2
+                if first:
+                    eff, first = 1.0 - p_empty(c, fp(c, m)), False
+                fib = list(m)
+                fib[d] *= f
+                r = max_num_elements(c, fp(c, fib), fp(c, m), f) / f
+                if kind == "X":
+                    X[t][s] = int(X[t][s] * r)
+                else:
+                    Y[t][s] = int(Y[t][s] * r)
+        ratio[t][s] = eff
+    mac_x = mac_y = mac_avg = 0
+    mac_rep = dense_x[0] * dense_y[0]
+    for t in range(T):  # SummarizeAndPropagateSpatialCapacityReduction
+        orig = [list(v) for v in store[t]]
+        for a in range(L, -1, -1):
+            ra, xr, yr = ratio[t][a], 1.0, 1.0
+            if a:
+                xr, yr = X[t][a] / orig[a - 1][0], Y[t][a] / orig[a - 1][1]
+            else:
+                mac_x, mac_y = max(mac_x, X[t][0]), max(mac_y, Y[t][0])
+                mac_avg = max(mac_avg, mac_rep * ra)
+            if xr != 1 or yr != 1:
+                cross = False
+                for b in range(a - 1, -1, -1):
+                    cross = cross or (b, t) in smask
+                    if not cross:
+                        ratio[t][b] *= ra
+                    X[t][b], Y[t][b] = int(X[t][b] * xr), int(Y[t][b] * yr)
+    fail = False
+    for t in range(T):
+        for a in range(L):
+            hx, hy = spec.arch.fanout(a)
+            fail = fail or X[t][a] // X[t][a + 1] > hx or Y[t][a] // Y[t][a + 1] > hy
+    return {"ratio": ratio, "X": X, "Y": Y, "mac_max": mac_x * mac_y, "mac_avg": int(mac_avg), "fanout_fail": fail}

@@ -166,3 +166,70 @@ def test_unsupported_combinations_are_refused(tmp_path, safs, message):
     with pytest.raises(SpecError, match=message) as e:
         parse_sparse(_spec(tmp_path, safs=safs))
     assert "design.yaml:" in str(e.value) and "sparse_optimizations" in str(e.value)
+
+
+TWO_LEVELS = [  # 2 MACs along Y below each Reg; A (1:4) compressed there too, B at Buffer; Z skipped at Reg on B
+    ("- name: PE[0..LAST]", "- name: PE[0..LAST]"),
+    ("      - name: MAC[0..LAST]\n        class: intmac\n        attributes: {datawidth: 8, meshX: MESH}",
+     "      - name: MAC[0..7]\n        class: intmac\n        attributes: {datawidth: 8, meshX: MESH, meshY: 2}"),
+    ("{M: 4, N: 3, K: 2, densities: {A: {distribution: DIST, density: 0.5}}}",
+     "{M: 8, N: 4, K: 4, densities: {A: {distribution: DIST, density: 0.25}, "
+     "B: {distribution: hypergeometric, density: 0.25}}}"),
+    ("      - {name: A, ranks: [{format: UOP}, {format: CP}]}\n    action_optimization: SAFS",
+     "      - {name: A, ranks: [{format: UOP}, {format: CP}]}\n      - {name: B, ranks: [{format: UOP}, {format: CP}]}"
+     "\n    action_optimization: SAFS\n  - name: Reg\n"
+     "    representation_format: {data_spaces: [{name: A, ranks: [{format: UOP}, {format: CP}]}]}\n"
+     "    action_optimization:\n"
+     "    - {type: skipping_spatial, options: [{target: Z, condition_on: [B]}]}"),
+    ("factors: M=1 N=1 K=2, permutation: MNK", "factors: M=1 N=1 K=4, permutation: MNK"),
+    ("factors: M=1 N=3 K=1, permutation: NMK", "factors: M=2 N=4 K=1, permutation: NMK"),
+]
+
+
+@pytest.mark.parametrize("dist", ["fixed_structured", "hypergeometric"])
+def test_instances_match_literal_port(tmp_path, dist):
+    """max X / Y and average ratio of every level and dataspace, the MAC instances and the fan-out
+    check of the kernel equal jaxloop.sparse_reference's loop-by-loop port of Timeloop's three
+    functions, on random mappings of a design with two fan-out levels and nested SAFs."""
+    from test_sparse import _random_mappings
+
+    from jaxloop import sparse_reference as ref
+    from jaxloop.model import density, sparse
+    from jaxloop.model.tiling import footprint
+
+    text = DESIGN
+    for old, new in TWO_LEVELS:
+        assert old in text
+        text = text.replace(old, new)
+    text = (text.replace("LAST", "3").replace("MESH", "4").replace("DIST", dist)
+            .replace("SAFS", f"[{SKIP_B}, {SKIP_Z}]").replace("REG_KEEP", "[A, B], bypass: [Z]"))
+    f = tmp_path / "two.yaml"
+    f.write_text(text)
+    spec = jaxloop.load_spec(f)
+    static, arr = compile_spec(spec, EnergyTable({k: dict(v) for k, v in ERT.items()}))
+    batch = _random_mappings(spec, 30, np.random.default_rng(3))
+    out = jax.jit(sparse.internals, static_argnums=0, compiler_options={"xla_backend_optimization_level": 0})(
+        static, arr, batch)["spatial"]
+    out = {k: np.asarray(v) for k, v in out.items()}
+    sp = static.sparse
+    size = [float(footprint(np.asarray(spec.workload.bounds, float), r)) for r in static.ranks]
+    models = [density.model(sp.density_kind[t], arr["sp_density"][t], size[t], sp.grid) for t in range(3)]
+
+    def p_empty(t, n):
+        return float(models[t].p_empty(np.float64(n)))
+
+    def max_num_elements(t, fiber, element, f):
+        k = models[t].max_occupancy(np.float64(fiber))
+        return int(np.clip(np.ceil(f * (1.0 - float(models[t].p_empty_given(element, fiber, k))) - 1e-9), 1, f))
+
+    reduced = 0
+    for i in range(batch.size):
+        want = ref.spatial_instances(spec, sp, static, batch.mapping(i), p_empty, max_num_elements)
+        for t in range(3):
+            assert out["arch_x"][i, :, t].tolist() == want["X"][t], (i, t)
+            assert out["arch_y"][i, :, t].tolist() == want["Y"][t], (i, t)
+            np.testing.assert_allclose(out["arch_ratio"][i, :, t], want["ratio"][t], rtol=1e-12, err_msg=f"{i} {t}")
+        assert (out["mac_max"][i], out["mac_avg"][i]) == (want["mac_max"], want["mac_avg"]), i
+        assert bool(out["fanout_x"][i] | out["fanout_y"][i]) == want["fanout_fail"], i
+        reduced += want["mac_max"] < np.prod(batch.spatial_x[i]) * np.prod(batch.spatial_y[i])
+    assert dist == "hypergeometric" or reduced > 0  # the structured leader does reduce instances

@@ -1035,7 +1035,8 @@ def internals(static, arr, batch):
     """Mapping-dependent intermediates for testing against jaxloop.sparse_reference (jittable with
     static as a static argument): per formatted (level, dataspace) the fiber shapes and sub-tile
     sizes, the format-fail flag, and per SAF option (target level, leader tile size per
-    condition-on dataspace; -1 when the option is ineffective)."""
+    condition-on dataspace; -1 when the option is ineffective), and with spatial skipping
+    `spatial_skip.analyse`'s instances ("spatial")."""
     sp = static.sparse
     temporal = batch.temporal.astype(jnp.float64)
     spatial = (batch.spatial_x * batch.spatial_y).astype(jnp.float64)
@@ -1056,6 +1057,11 @@ def internals(static, arr, batch):
             _, tl, _, grans = saf_option(sp, static, nest, keep, child, models, arr["block"], level, target, conds,
                                          return_leaders=True)
             out["saf"].append((tl, grans))  # in the order of sp.safs and their options
+    if sp.spatial_safs:
+        sx, sy = batch.spatial_x.astype(jnp.float64), batch.spatial_y.astype(jnp.float64)
+        mac_inst = jnp.prod(spatial, axis=(1, 2))
+        out["spatial"] = spatial_skip.analyse(sp, static, models, keep, child, nest, sx, sy, mac_inst,
+                                              arr["fanout_x"], arr["fanout_y"])
     return out
 
 

@@ -124,7 +124,8 @@ def analyse(sp, static, models, keep, child, nest, sx, sy, mac_inst, fanout_x, f
     """Per mapping: storage utilized instances (average ratio [B, L, T], max [B, L, T]), MAC
     instances (max [B], average [B], truncated), the spatial-skipping mask and probability per
     (SAF level, target) [B, L, T] for the count eliminations, and the post-skipping fan-out
-    check (X, Y) [B] that replaces the dense one.
+    check (X, Y) [B] that replaces the dense one; also the ratio and max X / Y of every
+    architecture level (arch_ratio, arch_x, arch_y [B, L + 1, T]).
 
     A literal port of Timeloop's three steps, in its order of operations; lists are indexed by
     architecture level a (0 = compute, a = l + 1 = storage level l), whose instances come from
@@ -194,7 +195,7 @@ def analyse(sp, static, models, keep, child, nest, sx, sy, mac_inst, fanout_x, f
     Ys = jnp.stack([jnp.stack(y, 1) for y in Y], 2)
     fan = lambda E, hw: (jnp.floor(E[:, :-1] / E[:, 1:]) > hw[None, :, None]).any((1, 2))  # noqa: E731
     sskip = jnp.broadcast_to(jnp.asarray(smask)[None], (B, L, T))
-    return {"ratio": ratio[:, 1:], "max": Xs[:, 1:] * Ys[:, 1:],
+    return {"arch_ratio": ratio, "arch_x": Xs, "arch_y": Ys, "ratio": ratio[:, 1:], "max": Xs[:, 1:] * Ys[:, 1:],
             "mac_max": Xs[:, 0].max(1) * Ys[:, 0].max(1),
             "mac_avg": jnp.floor((mac_inst[:, None] * ratio[:, 0]).max(1)),
             "sskip": sskip, "sprob": jnp.where(sskip, 1.0 - ratio[:, :L], 0.0),
