@@ -55,7 +55,9 @@ class MappingBatch(NamedTuple):
 #   fanout > 1), product = the bound. All factor constraints are boxes lo <= f <= hi per slot.
 #   Safe pruning: a dimension's spatial factor larger than the fanout of every axis it may use
 #   (a dimension's spatial loop runs wholly along X or along Y) is never valid, so it is left
-#   out (`prune_fanout=True`, the default; `size` counts what is enumerated).
+#   out (`prune_fanout`, the default unless the design has spatial skipping, whose reduced
+#   fan-out is what must fit: then, as in Timeloop's mapper, nothing is pruned; `size` counts
+#   what is enumerated).
 # * Loop order: per level, a permutation of the *non-unit* dimensions that are not fixed by a
 #   permutation constraint (fixed prefix innermost, fixed suffix outermost, free ones between;
 #   unit-factor loops are placed innermost, where they change nothing: the kernel treats a
@@ -213,9 +215,12 @@ class Mapspace:
         ms.encode(batch.mapping(7))    # -> 7
     """
 
-    def __init__(self, spec, constraints=None, prune_fanout=True):
+    def __init__(self, spec, constraints=None, prune_fanout=None):
         from jaxloop.constraints import Constraints
+        from jaxloop.spec.sparse import parse_sparse
 
+        if prune_fanout is None:  # Timeloop's mapper drops its fan-out filter when spatial skipping can
+            prune_fanout = not any(s.kind == "skipping_spatial" for s in parse_sparse(spec).safs)  # shrink it
         c = constraints if constraints is not None else Constraints.empty(spec)
         self.spec, self.constraints, self.prune_fanout = spec, c, prune_fanout
         arch, wl = spec.arch, spec.workload

@@ -121,7 +121,7 @@ def summary_text(spec, static, stats, i=0, keep=None):
             "    STATS", "    -----",
             f"    Utilized instances      : {_fmt(row['mac_instances'])}",
             f"    Computes (total)        : {_fmt(row['computes'])}",
-            f"    Cycles                  : {_fmt(row['cycles'])}",
+            f"    Cycles                  : {_fmt(row['compute_cycles'])}",
             f"    Energy (total)          : {float(row['compute_energy']):.2f} pJ", ""]
     for l, name in enumerate(js["levels"]):
         out += [f"Level {l + 1}", "-------", f"=== {name} ===", "",

@@ -124,6 +124,7 @@ def test_fewer_pes_fit_the_same_mapping(tmp_path):
     Without spatial skipping the M4 loop over-subscribes 2 PEs."""
     r = _run(tmp_path, mesh=2)
     assert reasons(int(r["status"])) == [] and r["cycles"] == 6
+    np.testing.assert_allclose(r["energy_ds"][REG, B], 2 * (3 + 3) * 0.1)  # 4 mapped x 0.5 = the 2 PEs there are
     dense = _run(tmp_path, mesh=2, safs=())
     assert any(x.startswith("fanout X") for x in reasons(int(dense["status"])))
 
@@ -233,3 +234,25 @@ def test_instances_match_literal_port(tmp_path, dist):
         assert bool(out["fanout_x"][i] | out["fanout_y"][i]) == want["fanout_fail"], i
         reduced += want["mac_max"] < np.prod(batch.spatial_x[i]) * np.prod(batch.spatial_y[i])
     assert dist == "hypergeometric" or reduced > 0  # the structured leader does reduce instances
+
+
+def test_mapper_finds_the_oversubscribed_mapping(tmp_path):
+    """On 2 PEs only a spatial M4 (over-subscribed, legal after skipping) reaches 6 cycles; every
+    mapping whose dense fan-out fits needs 12. The mapspace of a design with spatial skipping
+    keeps such factors (Timeloop's mapper turns its fan-out filter off), so the search finds it."""
+    from jaxloop.constraints import load_mapper_inputs
+    from jaxloop.mapspace import Mapspace
+    from jaxloop.search import Objective, exhaustive
+
+    _spec(tmp_path, mesh=2)
+    spec, cons = load_mapper_inputs(tmp_path / "design.yaml")
+    static, karr = compile_spec(spec, EnergyTable({k: dict(v) for k, v in ERT.items()}), links=False)
+    best = {}
+    for prune in (None, True):
+        ms = Mapspace(spec, cons, prune_fanout=prune)
+        res = exhaustive(ms, static, karr, Objective.parse(spec, "delay"), chunk=1024, progress=False)
+        assert res.complete
+        best[ms.prune_fanout] = (res.best_values[0], ms.decode(np.array([res.best_index])))
+    assert best[True][0] == 12 and best[False][0] == 6
+    m = best[False][1]
+    assert int(np.prod(np.asarray(m.spatial_x)[0, BUF])) == 4  # M4 over the 2 PEs

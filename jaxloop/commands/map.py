@@ -70,7 +70,8 @@ def add_parser(subparsers):
                         "per mapping); by default the search ranks mappings without them and the best mapping, its "
                         "JSON and the results file are evaluated with them")
     p.add_argument("--no-prune-fanout", action="store_true",
-                   help="keep spatial factors that exceed every usable mesh axis in the mapspace")
+                   help="keep spatial factors that exceed every usable mesh axis in the mapspace (always so for "
+                        "designs with spatial skipping, as in Timeloop's mapper)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -166,7 +167,7 @@ def load_layer(args, files, drop_absent_dims=False, say=None):
     spec, constraints = load_mapper_inputs(*files, drop_absent_dims=drop_absent_dims)
     for w in constraints.warnings:
         say(f"warning: {w}")
-    return spec, Mapspace(spec, constraints, prune_fanout=not args.no_prune_fanout)
+    return spec, Mapspace(spec, constraints, prune_fanout=False if args.no_prune_fanout else None)
 
 
 def prepare(args, spec, ms, say=None):

@@ -906,9 +906,10 @@ def storage_energy(sp, arr, data, fmt, occ, keep, tile, instances, dec, avg_rati
     e_com = {k: v[1] * e[k[0], A["compression_count"]] for k, v in dec.items()}
     per_inst = ((vec * e_data[None, :, None]).sum((-1, -2)) + _assemble(md_e, B, L, T) + _assemble(e_dec, B, L, T)
                 + _assemble(e_com, B, L, T))
-    charged = jnp.minimum(instances, arr["instances"] / arr["cluster"])[:, :, None]
-    if avg_ratio is not None:
-        charged = charged * avg_ratio
+    if avg_ratio is None:
+        charged = jnp.minimum(instances, arr["instances"] / arr["cluster"])[:, :, None]
+    else:  # the average utilized instances, which must fit the hardware (the mapping may over-subscribe it)
+        charged = jnp.minimum(instances[:, :, None] * avg_ratio, (arr["instances"] / arr["cluster"])[None, :, None])
     return per_inst * charged, bits
 
 
