@@ -34,7 +34,8 @@ DISTRIBUTIONS = {"fixed_structured": "fixed_structured", "fixed-structured": "fi
                  "diagonal": "banded"}
 SAF_KINDS = {"gating": "gating", "skipping": "skipping", "skipping_spatial": "skipping_spatial",
              "spatial_skipping": "skipping_spatial", "position_skipping": "skipping_spatial",
-             "position-skipping": "skipping_spatial"}
+             "position-skipping": "skipping_spatial", "skipping-spatial": "skipping_spatial",
+             "spatial-skipping": "skipping_spatial"}
 
 
 @dataclass(frozen=True)
