@@ -249,8 +249,6 @@ def _assign_ranks(sp, nest, ranks_t, rel, l, child, pretile, inner, E_child, ord
     sbound = jnp.where(first & ~pretile[:, None], nest.bound[:, :K] * scale, nest.bound[:, :K])
     # innermost in-range slot's subtile (Timeloop's singleton[0])
     kfirst = jnp.argmax(in_range, axis=1)
-    E_first = nest.E_at(kfirst[:, None])[:, 0]
-    sing0 = jnp.where(in_range.any(1), footprint(E_first, ranks_t), 1.0)
     # Only in-range loops with a bound > 1 change the state, and a mapping whose factors multiply
     # to the bounds has at most (prime factors of the bound) of those per dimension: keep just
     # those, in order (a mapping with more fails; its factors are already invalid).
@@ -261,7 +259,10 @@ def _assign_ranks(sp, nest, ranks_t, rel, l, child, pretile, inner, E_child, ord
     fail0 = count > n_active
     take = lambda x: jnp.take_along_axis(x, idx, 1)  # noqa: E731
     active, sbound, dimk = kept, take(sbound), take(dimk)
-    subk = footprint(nest.E_at(idx), ranks_t)  # the tile at each kept loop
+    # the tile at the innermost in-range loop and at each kept loop (one gather for both)
+    tiles = footprint(nest.E_at(jnp.concatenate([kfirst[:, None], idx], 1)), ranks_t)
+    sing0 = jnp.where(in_range.any(1), tiles[:, 0], 1.0)
+    subk = tiles[:, 1:]
     full = rule_exists & rule_mask[:, np.asarray(rel, bool)].all(1)  # rules that admit every loop
     if (full | ~rule_exists).all():
         box, sub, fail = _ranks_direct(active, sbound, dimk, subk, inner, order, full, D)
