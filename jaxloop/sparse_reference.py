@@ -11,8 +11,8 @@ time: the test oracle for the vectorized versions in jaxloop/model/sparse.py.
 
 The only deliberate departure is the one documented in sparse.py: a rank that a flattening rule
 leaves empty becomes a dummy in its own position (Timeloop appends it at the outer end).
-Loops are the kernel's: per level its spatial loops (dimension order, only with a fan-out)
-inside its temporal loops (permutation order); perfect factorizations only.
+Loops are the kernel's: per level its spatial loops (X inside Y, each in dimension order; only
+with a fan-out) inside its temporal loops (permutation order); perfect factorizations only.
 """
 
 from math import ceil, prod
@@ -21,13 +21,14 @@ import numpy as np
 
 
 def loop_nest(spec, mapping):
-    """[(level, dim, bound, spatial)] innermost first."""
+    """[(level, dim, bound, spatial)] innermost first; a level's spatial loops along X inside
+    those along Y (each in dimension order)."""
     arch, D = spec.arch, len(spec.workload.dims)
     out = []
     for l in range(len(arch.levels)):
         fx, fy = arch.fanout(l)
         if fx * fy > 1:
-            for d in range(D):
+            for d in sorted(range(D), key=lambda d: (mapping.spatial_y[l, d] > 1, d)):
                 out.append((l, d, int(mapping.spatial_x[l, d] * mapping.spatial_y[l, d]), True))
         for d in mapping.perm[l]:
             out.append((l, int(d), int(mapping.temporal[l, d]), False))

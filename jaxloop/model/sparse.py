@@ -38,9 +38,10 @@ dense [B, L, T, ...] Stats fields are assembled from them, zeros elsewhere, at t
 
 Notes where this departs from (or pins down) Timeloop:
 
-* Spatial loops of one level are taken in dimension order (MappingBatch does not carry the
-  spatial permutation); only the relative order of two non-trivial spatial loops of the same
-  level relevant to the same tensor could differ.
+* Spatial loops of one level run along X inside those along Y, as Timeloop nests them, and
+  within an axis in dimension order (MappingBatch does not carry the spatial permutation); only
+  the relative order of two non-trivial spatial loops on the same axis of the same level,
+  relevant to the same tensor, could differ.
 * A rank that a flattening rule leaves empty is a dummy in its own position (Timeloop appends
   it at the outer end); at a nested SAF level the random metadata reads keep the reads
   (Timeloop 74ae30b copies the updates there, which zeroes them for read-only tensors).
@@ -134,22 +135,31 @@ def _sel(idx, stacked):
 class Nest:
     """Loop slots of every level, innermost first: [spatial x D if fan-out] + [temporal x D].
 
-    dim [B, N] int, bound [B, N] float; `spatial`, `level` static numpy arrays [N]; `last[l]`
-    the last slot of level l (its outermost temporal loop). The cumulative extents (max-tile
-    molds) are not stored per slot: `E_at(k)` gives them at chosen slots, `E_bnd` [B, L, D] at
-    the level boundaries, `per_dim(v)` multiplies a per-slot quantity up per dimension."""
+    A level's spatial loops run along X inside those along Y, as Timeloop nests them; within
+    an axis in dimension order (MappingBatch has no spatial permutation). dim [B, N] int,
+    bound [B, N] float; `spatial`, `level` static numpy arrays [N]; `last[l]` the last slot of
+    level l (its outermost temporal loop). The cumulative extents (max-tile molds) are not
+    stored per slot: `E_at(k)` gives them at chosen slots, `E_bnd` [B, L, D] at the level
+    boundaries, `per_dim(v)` multiplies a per-slot quantity up per dimension. `on_y` [B, L, D]:
+    the dimension's spatial loop runs along Y (default: none does)."""
 
-    def __init__(self, fanout, temporal, spatial, perm):
+    def __init__(self, fanout, temporal, spatial, perm, on_y=None):
         B, L, D = temporal.shape
         fo = np.asarray(fanout, bool)
         spatial = jnp.where(jnp.asarray(fo)[None, :, None], spatial, 1.0)  # no spatial slots without a fan-out
         tbound = jnp.take_along_axis(temporal, perm, axis=2)  # [B, L, D] temporal bounds in loop order
+        if on_y is None:
+            sperm = jnp.broadcast_to(jnp.arange(D, dtype=perm.dtype), (B, L, D))
+        else:  # X dimensions first, then Y ones, each in dimension order
+            key = on_y.astype(perm.dtype) * D + jnp.arange(D, dtype=perm.dtype)
+            sperm = jnp.argsort(key, axis=2).astype(perm.dtype)
+        sbound = jnp.take_along_axis(spatial, sperm, axis=2)
         dims, bounds, sp, lv, start = [], [], [], [], []
         for l in range(L):
             start.append(len(sp))
             if fo[l]:
-                dims.append(jnp.broadcast_to(jnp.arange(D, dtype=perm.dtype)[None], (B, D)))
-                bounds.append(spatial[:, l])
+                dims.append(sperm[:, l])
+                bounds.append(sbound[:, l])
                 sp += [True] * D
                 lv += [l] * D
             dims.append(perm[:, l])
@@ -166,6 +176,7 @@ class Nest:
         self._tstart = self._start + D * fo  # first temporal slot of each level
         self._fanout = fo
         self._inv = jnp.argsort(perm, axis=2)  # each dimension's place in its level's temporal order
+        self._sinv = jnp.argsort(sperm, axis=2) if on_y is not None else sperm  # ... in its spatial order
         self._t, self._s = temporal, spatial
         self.E_bnd, self.E_below, _ = extents(temporal, spatial)
 
@@ -176,9 +187,8 @@ class Nest:
         pos = k - jnp.asarray(self._tstart)[lv]  # temporal position (negative: a spatial slot)
         is_t = pos >= 0
         g = lambda x: jnp.take_along_axis(x, lv[..., None], 1)  # noqa: E731  [B, L, D] -> [B, n, D]
-        d = jnp.arange(D)
         sp_pos = k - jnp.asarray(self._start)[lv]
-        s = jnp.where(is_t[..., None] | (d <= sp_pos[..., None]), g(self._s), 1.0)
+        s = jnp.where(is_t[..., None] | (g(self._sinv) <= sp_pos[..., None]), g(self._s), 1.0)
         t = jnp.where(is_t[..., None] & (g(self._inv) <= pos[..., None]), g(self._t), 1.0)
         return g(self.E_below) * s * t
 
@@ -187,7 +197,7 @@ class Nest:
         idx = jnp.asarray(self._tstart)[None, :, None] + self._inv  # [B, L, D] the slot of each temporal loop
         out = jnp.take_along_axis(v, idx.reshape(self.B, -1), 1).reshape(idx.shape).prod(1)
         for l in np.nonzero(self._fanout)[0]:
-            out = out * v[:, self._start[l]:self._start[l] + self.D]
+            out = out * jnp.take_along_axis(v[:, self._start[l]:self._start[l] + self.D], self._sinv[:, l], 1)
         return out
 
     def rel(self, rel_dims):
@@ -948,7 +958,7 @@ def apply(sp, static, arr, dense):
     tile = dense["tile"].astype(jnp.float64)
     reads, fills, updates = dense["reads"], dense["fills"], dense["updates"]
     B, L, T = keep.shape
-    nest = Nest(sp.fanout, dense["temporal"], dense["spatial"], dense["perm"])
+    nest = Nest(sp.fanout, dense["temporal"], dense["spatial"], dense["perm"], dense["sy"] > 1)
     child, parent = _child_parent(keep)
     size = arr["sp_tensor_size"]
     models = []
@@ -1045,7 +1055,7 @@ def internals(static, arr, batch):
     keep = batch.keep.astype(bool) & jnp.asarray(static.keepable)[None]
     E_bnd = extents(temporal, spatial)[0]
     tile = jnp.stack([footprint(E_bnd, r) for r in static.ranks], axis=2)
-    nest = Nest(sp.fanout, temporal, spatial, batch.perm.astype(jnp.int32))
+    nest = Nest(sp.fanout, temporal, spatial, batch.perm.astype(jnp.int32), batch.spatial_y > 1)
     child, _ = _child_parent(keep)
     size = arr["sp_tensor_size"]
     models = [dmodel.model(sp.density_kind[t], arr["sp_density"][t],
