@@ -330,6 +330,16 @@ def spatial_instances(spec, sp, static, mapping, p_empty, max_num_elements):
     X = [list(dense_x) for _ in range(T)]
     Y = [list(dense_y) for _ in range(T)]
     store = [[[dense_x[l + 1], dense_y[l + 1]] for l in range(L)] for _ in range(T)]  # storage max_x/y
+
+    def shrink(u, t, a, kind, d, f, m):
+        """Dataspace t's X or Y at arch level a *= (most non-empty elements of u's fiber) / f."""
+        fib = list(m)
+        fib[d] *= f
+        r = max_num_elements(u, fp(u, fib), fp(u, m), f) / f
+        if kind == "X":
+            X[t][a] = int(X[t][a] * r)
+        else:
+            Y[t][a] = int(Y[t][a] * r)
     for t in range(T):  # InitializeSpatialInstances
         mask = [False] * (L + 1)
         for s in range(L):
@@ -343,13 +353,7 @@ def spatial_instances(spec, sp, static, mapping, p_empty, max_num_elements):
                 m = mold_inside(s, i)
                 if first:
                     eff, first = 1.0 - p_empty(t, fp(t, m)), False
-                fib = list(m)
-                fib[d] *= f
-                r = max_num_elements(t, fp(t, fib), fp(t, m), f) / f
-                if kind == "X":
-                    X[t][s] = int(X[t][s] * r)
-                else:
-                    Y[t][s] = int(Y[t][s] * r)
+                shrink(t, t, s, kind, d, f, m)
             ratio[t][s] = eff
             mask[s] = eff != 1.0
         for a in range(L, 0, -1):
@@ -385,13 +389,7 @@ def spatial_instances(spec, sp, static, mapping, p_empty, max_num_elements):
                                 m[d2] *= b2
                 if first:
                     eff, first = 1.0 - p_empty(c, fp(c, m)), False
-                fib = list(m)
-                fib[d] *= f
-                r = max_num_elements(c, fp(c, fib), fp(c, m), f) / f
-                if kind == "X":
-                    X[t][s] = int(X[t][s] * r)
-                else:
-                    Y[t][s] = int(Y[t][s] * r)
+                shrink(c, t, s, kind, d, f, m)
         ratio[t][s] = eff
     mac_x = mac_y = mac_avg = 0
     mac_rep = dense_x[0] * dense_y[0]

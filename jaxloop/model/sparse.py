@@ -509,15 +509,6 @@ def metadata_given(model, codes, fiber, sub, n, k):
 
 # ----------------------------------------------------------------------------- storage SAFs
 
-def _target_level(keep_t, level):
-    """First level >= `level` keeping the dataspace ([B] int; L when none)."""
-    B, L = keep_t.shape
-    tl = jnp.full((B,), L, jnp.int32)
-    for l in range(L - 1, level - 1, -1):
-        tl = jnp.where(keep_t[:, l], l, tl)
-    return tl
-
-
 def _first(mask):
     """The first True along axis 1 (one-hot, all False when none)."""
     n = mask.shape[1]
@@ -535,7 +526,7 @@ def saf_option(sp, static, nest, keep, child, models, block, level, target, cond
     target level [B]) for one option at storage level `level`."""
     B, L, T = keep.shape
     N, D = nest.N, nest.D
-    tl = _target_level(keep[:, :, target], level)
+    tl = spatial_skip.first_keeper(keep[:, :, target], level)
     ch = _sel(jnp.minimum(tl, L - 1), child[:, :, target])
     ch = jnp.where(tl < L, ch, -1)
     relT = nest.rel(_relevant(static, target))

@@ -90,7 +90,7 @@ def _shrink(xy, steps):
     return xy
 
 
-def _first_keeper(keep_t, level):
+def first_keeper(keep_t, level):
     """First level >= `level` keeping the dataspace ([B]; L when none)."""
     B, L = keep_t.shape
     out = jnp.full((B,), L, jnp.int32)
@@ -109,7 +109,7 @@ def _has_md(sp, t, lvl):
 def _stationary_growth(nest, static, keep, s, target):
     """[B, D]: the temporal loops of levels s .. (the first level >= s keeping the target), from
     the innermost, that are irrelevant to the target, up to its first relevant one."""
-    tl = _first_keeper(keep[:, :, target], s)
+    tl = first_keeper(keep[:, :, target], s)
     lv = jnp.asarray(nest.level)[None]
     relT = nest.rel(np.array(static.relevant(target), bool))
     cand = jnp.asarray(~nest.spatial)[None] & (lv >= s) & (lv <= tl[:, None]) & (nest.bound > 1)
@@ -150,7 +150,7 @@ def analyse(sp, static, models, keep, child, nest, sx, sy, mac_inst, fanout_x, f
         mask = [jnp.zeros((B,), bool)] * (L + 1)
         # InitializeSpatialInstances: a dataspace with metadata reduces its own instances
         for s in loops:
-            on = _has_md(sp, t, _first_keeper(keep[:, :, t], s))
+            on = _has_md(sp, t, first_keeper(keep[:, :, t], s))
             eff, _, steps = _reduction(models[t], ranks, rel, on, loops[s])
             x[s], y[s] = _shrink((x[s], y[s]), steps)
             r[s] = eff
@@ -170,7 +170,7 @@ def analyse(sp, static, models, keep, child, nest, sx, sy, mac_inst, fanout_x, f
             if (s, t) not in saf:
                 continue
             c = saf[(s, t)]
-            on = _has_md(sp, c, _first_keeper(keep[:, :, c], s))
+            on = _has_md(sp, c, first_keeper(keep[:, :, c], s))
             relC = np.array(static.relevant(c), bool)
             grow = jnp.where((child[:, s, t] >= 0)[:, None], _stationary_growth(nest, static, keep, s, t), 1.0)
             eff, _, steps = _reduction(models[c], static.ranks[c], relC, on, loops.get(s, ()), grow, rel & relC)
