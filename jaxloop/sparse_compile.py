@@ -96,4 +96,3 @@ def compile_sparse(spec, table, arrays, charge_skipped_metadata_as_actual=False)
         "sp_charge_skipped_metadata_as_actual": np.float64(1.0 if charge_skipped_metadata_as_actual else 0.0),
     }
     return static, out
-

@@ -120,6 +120,22 @@ def _stationary_growth(nest, static, keep, s, target):
     return nest.per_dim(jnp.where(grow, nest.bound, 1.0))
 
 
+def _propagate(x, y, r, st_x, st_y, stop):
+    """Timeloop's top-down propagation, in place, over architecture levels a = L .. 1: where level
+    a's max expansion (x, y lists [B]) differs from storage a-1's (st_x, st_y, then updated), every
+    inner level's expansion is scaled by the same ratios (uint64 truncation), and its average
+    ratio r multiplied by level a's down to the first inner level b with stop[b] [B]."""
+    for a in range(len(x) - 1, 0, -1):
+        xr, yr = x[a] / st_x[a - 1], y[a] / st_y[a - 1]
+        ch = (xr != 1.0) | (yr != 1.0)
+        st_x[a - 1], st_y[a - 1] = jnp.where(ch, x[a], st_x[a - 1]), jnp.where(ch, y[a], st_y[a - 1])
+        cross = jnp.zeros_like(ch)
+        for b in range(a - 1, -1, -1):
+            x[b], y[b] = jnp.where(ch, jnp.floor(x[b] * xr), x[b]), jnp.where(ch, jnp.floor(y[b] * yr), y[b])
+            cross = cross | stop[b]
+            r[b] = jnp.where(ch & ~cross, r[b] * r[a], r[b])
+
+
 def analyse(sp, static, models, keep, child, nest, sx, sy, mac_inst, fanout_x, fanout_y):
     """Per mapping: storage utilized instances (average ratio [B, L, T], max [B, L, T]), MAC
     instances (max [B], average [B], truncated), the spatial-skipping mask and probability per
@@ -156,15 +172,7 @@ def analyse(sp, static, models, keep, child, nest, sx, sy, mac_inst, fanout_x, f
             r[s] = eff
             mask[s] = eff != 1.0
         st_x, st_y = list(dense_x[1:]), list(dense_y[1:])  # storage max_x/y_expansion
-        for a in range(L, 0, -1):
-            xr, yr = x[a] / st_x[a - 1], y[a] / st_y[a - 1]
-            ch = (xr != 1.0) | (yr != 1.0)
-            st_x[a - 1], st_y[a - 1] = jnp.where(ch, x[a], st_x[a - 1]), jnp.where(ch, y[a], st_y[a - 1])
-            cross = jnp.zeros((B,), bool)
-            for b in range(a - 1, -1, -1):
-                x[b], y[b] = jnp.where(ch, jnp.floor(x[b] * xr), x[b]), jnp.where(ch, jnp.floor(y[b] * yr), y[b])
-                cross = cross | mask[b]
-                r[b] = jnp.where(ch & ~cross, r[b] * r[a], r[b])
+        _propagate(x, y, r, st_x, st_y, mask)
         # CalculateSpatialOptimizationImpact: the target's instances follow the leader's sparsity
         for s in range(L):
             if (s, t) not in saf:
@@ -177,19 +185,10 @@ def analyse(sp, static, models, keep, child, nest, sx, sy, mac_inst, fanout_x, f
             x[s], y[s] = _shrink((x[s], y[s]), steps)
             r[s] = eff
         X.append(x), Y.append(y), R.append(r), orig.append((st_x, st_y))
-    # SummarizeAndPropagateSpatialCapacityReduction
+    # SummarizeAndPropagateSpatialCapacityReduction: the same propagation against the storage
+    # expansions InitializeSpatialInstances left, stopping above the levels with their own option
     for t in range(T):
-        x, y, r = X[t], Y[t], R[t]
-        st_x, st_y = orig[t]
-        for a in range(L, 0, -1):
-            xr, yr = x[a] / st_x[a - 1], y[a] / st_y[a - 1]
-            ch = (xr != 1.0) | (yr != 1.0)
-            ra = r[a]
-            cross = jnp.zeros((B,), bool)
-            for b in range(a - 1, -1, -1):
-                cross = cross | bool(smask[b, t])
-                r[b] = jnp.where(ch & ~cross, r[b] * ra, r[b])
-                x[b], y[b] = jnp.where(ch, jnp.floor(x[b] * xr), x[b]), jnp.where(ch, jnp.floor(y[b] * yr), y[b])
+        _propagate(X[t], Y[t], R[t], *orig[t], [jnp.full((B,), bool(smask[b, t])) for b in range(L)])
     ratio = jnp.stack([jnp.stack(r, 1) for r in R], 2)  # [B, L + 1, T]
     Xs = jnp.stack([jnp.stack(x, 1) for x in X], 2)
     Ys = jnp.stack([jnp.stack(y, 1) for y in Y], 2)
