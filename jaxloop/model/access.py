@@ -15,8 +15,16 @@ from jaxloop.model.tiling import distinct_children, rank_extents
 
 
 def loop_table(temporal, perm, E_sp):
-    """Per loop in nest order [B, L, D] (level-major, innermost first): bound and stride."""
-    return jnp.take_along_axis(temporal, perm, axis=2), jnp.take_along_axis(E_sp, perm, axis=2)
+    """Per loop in nest order (batch-last [L, K, B], level-major, innermost first): bound and
+    stride; and each dimension's place in its level's loop order [L, D, B]. Selects over the
+    D candidates instead of gathers and a sort: vector operations on CPUs."""
+    D = perm.shape[1]
+    hit = [perm == d for d in range(D)]  # [L, K, B] each: loop k of level l runs dimension d
+    n = sum(jnp.where(h, temporal[:, d:d + 1], 0.0) for d, h in enumerate(hit))
+    v = sum(jnp.where(h, E_sp[:, d:d + 1], 0.0) for d, h in enumerate(hit))
+    k = jnp.arange(D, dtype=perm.dtype)[None, :, None]
+    position = jnp.stack([jnp.where(h, k, 0).sum(axis=1) for h in hit], axis=1)
+    return n, v, position
 
 
 def stationary_fills(tile, rel, temporal, position):
@@ -43,8 +51,8 @@ def stationary_fills(tile, rel, temporal, position):
 
 
 def sliding_fills(tile, E_bnd, ranks, n, v, perm, boundaries):
-    """Fills of a sliding tensor [L, B] (tile [L, B]): Timeloop's delta + stride rule replayed in
-    closed form.
+    """Fills of a sliding tensor [L, B]: Timeloop's delta + stride rule replayed in closed form
+    (tile [L, B]; E_bnd [L, D, B]; n, v, perm [L, K, B] from loop_table).
 
     Timeloop walks each outer loop at iterations 0 and 1 (weight bound-1), so a level's
     boundary sees the odometer S_k = S_{k-1}, step tau_k, S_{k-1}. The stride state is null or
@@ -52,87 +60,83 @@ def sliding_fills(tile, E_bnd, ranks, n, v, perm, boundaries):
     state (or from null) is credited with the overlap, any other step refetches the whole tile
     and clears the state. S_k depends on its input only through "null or equal to its first
     non-zero step" (class C) vs "anything else" (class X), and ends in null or its last non-zero
-    step, so two sums and two flags per class carry the recursion. Each loop advances the
-    recursion of every boundary below it; only `boundaries` (levels that can hold data) are kept.
-    Translations are small integers, exact in float32; the weighted sums are float64.
-    The carry is batch-last ([K, ..., B]): on CPUs every operation then runs along the long axis.
+    step, so two sums and two flags per class carry the recursion. Each of `boundaries` (levels
+    that can hold data) runs one scan over the loops above it. Translations are small integers,
+    exact in float32; the weighted sums are float64. The carry is batch-last ([..., B]): on CPUs
+    every operation then runs along the long axis.
     """
-    B, L, D = n.shape
+    L, D, B = n.shape
     bnd = np.asarray(boundaries)
     if bnd.size == 0:
         return tile
     dims = sorted({d for r in ranks for d, _ in r})
-    K, R, Dt = bnd.size, len(ranks), len(dims)
+    R, Dt = len(ranks), len(dims)
     coef = [[dict(r).get(d, 0) for d in dims] for r in ranks]  # rank r = sum of coef x dim
     f32 = jnp.float32
-    t_b = tile[bnd]  # [K, B]
-    ext = jnp.stack([rank_extents(E_bnd[:, bnd], r).T for r in ranks], axis=1).astype(f32)  # [K, R, B]
-    zb = jnp.zeros((K, B), bool)
-    zr = jnp.zeros((K, R, B), f32)
-    carry = (jnp.zeros((K, Dt, B), f32), zb, zb, zb, jnp.zeros((K, B)), jnp.zeros((K, B)), zr, zr)
     dims_col = jnp.asarray(dims)[:, None]
 
-    def step(carry, x, below):
+    def step(carry, x, t_b, ext):
         W, started, out_c, out_x, sum_c, sum_x, first, last = carry
         dim, nn, vv = x  # [B] each
         move = jnp.where(dim[None, :] == dims_col, vv.astype(f32)[None, :], 0)  # [Dt, B]
-        rel_move = move[None] - W  # [K, Dt, B]: this step's move in iteration space
-        tau = jnp.stack([sum(c * rel_move[:, i] for i, c in enumerate(cr) if c) for cr in coef], axis=1)
-        ov = jnp.prod(jnp.maximum(0, ext - jnp.abs(tau)), axis=1).astype(jnp.float64)  # [K, B]
+        rel_move = move - W  # [Dt, B]: this step's move in iteration space
+        tau = jnp.stack([sum(c * rel_move[i] for i, c in enumerate(cr) if c) for cr in coef])  # [R, B]
+        ov = jnp.prod(jnp.maximum(0, ext - jnp.abs(tau)), axis=0).astype(jnp.float64)  # [B]
         dc = t_b - ov  # delta when the translation is credited
-        zero = (tau == 0).all(1)
-        eq_l = (tau == last).all(1)
-        l_eq_f = (last == first).all(1)
-        w = (nn - 1)[None, :]
+        zero = (tau == 0).all(0)
+        eq_l = (tau == last).all(0)
+        l_eq_f = (last == first).all(0)
+        w = nn - 1
         new = []
         for s1_last in (out_c, out_x):
             d = jnp.where(zero, 0.0, jnp.where(s1_last & ~eq_l, t_b, dc))
-            to_c = jnp.where(zero | s1_last, ~(s1_last & ~l_eq_f) | (~zero & ~eq_l), (tau == first).all(1))
+            to_c = jnp.where(zero | s1_last, ~(s1_last & ~l_eq_f) | (~zero & ~eq_l), (tau == first).all(0))
             new.append((w * (d + jnp.where(to_c, sum_c, sum_x)), jnp.where(to_c, out_c, out_x)))
         (add_c, o_c), (add_x, o_x) = new
-        active = (nn > 1)[None, :] & below
+        active = nn > 1
         begin = active & ~started & ~zero
         general = active & started
         sum_c = jnp.where(begin, w * dc, jnp.where(general, sum_c + add_c, sum_c))
         sum_x = jnp.where(begin, w * t_b, jnp.where(general, sum_x + add_x, sum_x))
         out_c = jnp.where(begin, True, jnp.where(general, o_c, out_c))
         out_x = jnp.where(begin, False, jnp.where(general, o_x, out_x))
-        first = jnp.where(begin[:, None], tau, first)
-        last = jnp.where(begin[:, None], tau, last)
-        W = W + jnp.where(active[:, None], move[None], 0)
+        first = jnp.where(begin, tau, first)
+        last = jnp.where(begin, tau, last)
+        W = W + jnp.where(active, move, 0)
         return (W, started | begin, out_c, out_x, sum_c, sum_x, first, last), None
 
-    for m in range(1, L):
-        if not (bnd < m).any():
-            continue
-        below = jnp.asarray(bnd < m)[:, None]
-        xs = (perm[:, m].T, n[:, m].T, v[:, m].T)
-        carry, _ = jax.lax.scan(lambda c, x: step(c, x, below), carry, xs)
-    return tile.at[bnd].add(carry[4])
+    fills = []
+    for b in bnd:  # one scan per boundary over every loop above it, level-major, innermost first
+        t_b = tile[b]
+        ext = jnp.stack([rank_extents(E_bnd[b], r, axis=0) for r in ranks]).astype(f32)  # [R, B]
+        zb = jnp.zeros(B, bool)
+        zr = jnp.zeros((R, B), f32)
+        carry = (jnp.zeros((Dt, B), f32), zb, zb, zb, jnp.zeros(B), jnp.zeros(B), zr, zr)
+        xs = tuple(x[b + 1:].reshape(-1, B) for x in (perm, n, v))
+        carry, _ = jax.lax.scan(lambda c, x: step(c, x, t_b, ext), carry, xs)
+        fills.append(t_b + carry[4])
+    return tile.at[bnd].set(jnp.stack(fills))
 
 
 def accesses(static, temporal, spatial, perm, keep, E_bnd, E_below, E_sp, tile, part):
-    """Per-instance reads, fills, updates [B, L, T] after bypass routing and read-modify-write.
+    """Per-instance reads, fills, updates [L, T, B] after bypass routing and read-modify-write,
+    and the temporal iterations t_total [B].
 
-    keep must already be False where static.keepable is (the kernel's status flags it). The
-    per-level recursions run batch-last ([L, ..., B]): on CPUs each step is then a contiguous
-    vector operation instead of a strided slice."""
-    B, L, D = temporal.shape
-    n, v = loop_table(temporal, perm, E_sp)
-    t_total = jnp.prod(temporal.reshape(B, -1).astype(jnp.float64), axis=1)
-    last = lambda x: jnp.moveaxis(x, 0, -1)  # noqa: E731  [B, ...] -> [..., B]
-    temporal_l, spatial_l, E_below_l = last(temporal), last(spatial), last(E_below)
-    position = last(jnp.argsort(perm, axis=2))  # each dimension's place in its level's loop order
-    keep_l, tile_l, part_l = last(keep), last(tile).astype(jnp.float64), last(part).astype(jnp.float64)  # [L, T, B]
+    Batch-last throughout (temporal, spatial, perm, E_* [L, D, B]; keep, tile, part [L, T, B]):
+    on CPUs each step is then a contiguous vector operation instead of a strided slice. keep
+    must already be False where static.keepable is (the kernel's status flags it)."""
+    L, D, B = temporal.shape
+    n, v, position = loop_table(temporal, perm, E_sp)
+    t_total = jnp.prod(temporal.reshape(-1, B), axis=0)
     reads, fills, updates = [], [], []
     for t, ranks in enumerate(static.ranks):
         if static.sliding(t):
             bnd = tuple(l for l in range(L - 1) if static.keepable[l][t])
-            f_raw = sliding_fills(tile_l[:, t], E_bnd, ranks, n, v, perm, bnd)
+            f_raw = sliding_fills(tile[:, t], E_bnd, ranks, n, v, perm, bnd)
         else:
-            f_raw = stationary_fills(tile_l[:, t], static.relevant(t), temporal_l, position)
-        distinct = distinct_children(spatial_l, E_below_l, ranks).astype(jnp.float64)  # [L, B]
-        kt = keep_l[:, t]
+            f_raw = stationary_fills(tile[:, t], static.relevant(t), temporal, position)
+        distinct = distinct_children(spatial, E_below, ranks)  # [L, B]
+        kt = keep[:, t]
         # Content accesses: what each level serves to the nearest keeper below it (MaskTiles).
         ca = [t_total * distinct[0]]
         for l in range(1, L):
@@ -142,7 +146,7 @@ def accesses(static, temporal, spatial, perm, keep, E_bnd, E_below, E_sp, tile, 
         for l in range(L - 1, 0, -1):
             kept_above.append(kept_above[-1] | kt[l])
         top = kt & ~jnp.stack(kept_above[::-1])
-        p = part_l[:, t]
+        p = part[:, t]
         if static.read_write[t]:
             upd, rd, fl = ca, ca - p, jnp.where(top, 0.0, f_raw - p)
         else:
@@ -150,5 +154,4 @@ def accesses(static, temporal, spatial, perm, keep, E_bnd, E_below, E_sp, tile, 
         reads.append(jnp.where(kt, rd, 0.0))
         fills.append(jnp.where(kt, fl, 0.0))
         updates.append(jnp.where(kt, upd, 0.0))
-    st = lambda xs: jnp.moveaxis(jnp.stack(xs, axis=1), -1, 0)  # noqa: E731  [L, T, B] -> [B, L, T]
-    return st(reads), st(fills), st(updates), t_total
+    return jnp.stack(reads, axis=1), jnp.stack(fills, axis=1), jnp.stack(updates, axis=1), t_total

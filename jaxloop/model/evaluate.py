@@ -86,16 +86,23 @@ def _evaluate(static, arr, batch):
     asked = batch.keep.astype(bool)
     keep = asked & keepable
     B, L, D = temporal.shape
-    E_bnd, E_below, E_sp = tiling.extents(temporal, spatial)
-    tile = jnp.stack([tiling.footprint(E_bnd, r) for r in static.ranks], axis=2)  # [B, L, T]
-    has_spatial = jnp.concatenate([jnp.prod(spatial[:, 1:], axis=2) > 1, jnp.zeros((B, 1), bool)], axis=1)
+    # Tiles and accesses run batch-last ([L, D, B]): contiguous vector steps on CPUs.
+    last = lambda x: jnp.moveaxis(x, 0, -1)  # noqa: E731  [B, ...] -> [..., B]
+    # Transposed once and kept (the barrier stops XLA from re-reading the strided inputs per use).
+    t_l, s_l, perm_l, keep_l = jax.lax.optimization_barrier(tuple(
+        jnp.stack([x[:, l] for l in range(x.shape[1])]).transpose(0, 2, 1) for x in (temporal, spatial, perm, keep)))
+    E_bnd, E_below, E_sp = tiling.extents(t_l, s_l, axis=0)
+    tile = jnp.stack([tiling.footprint(E_bnd, r, axis=1) for r in static.ranks], axis=1)  # [L, T, B]
+    has_spatial = jnp.concatenate([jnp.prod(s_l[1:], axis=1) > 1, jnp.zeros((1, B), bool)], axis=0)
     den = []
     for t, r in enumerate(static.ranks):
-        above = jnp.concatenate([tiling.footprint(E_sp[:, 1:], r), tile[:, -1:, t]], axis=1)
-        den.append(jnp.where(has_spatial, above, tile[:, :, t]))
-    part = tiling.partitions(tile, jnp.stack(den, axis=2))
-    reads, fills, updates, t_total = access.accesses(static, temporal, spatial, perm, keep,
+        above = jnp.concatenate([tiling.footprint(E_sp[1:], r, axis=1), tile[-1:, t]], axis=0)
+        den.append(jnp.where(has_spatial, above, tile[:, t]))
+    part = tiling.partitions(tile, jnp.stack(den, axis=1))
+    reads, fills, updates, t_total = access.accesses(static, t_l, s_l, perm_l, keep_l,
                                                      E_bnd, E_below, E_sp, tile, part)
+    first = lambda x: jnp.moveaxis(x, -1, 0)  # noqa: E731  [..., B] -> [B, ...]
+    reads, fills, updates, tile, part = (first(x) for x in (reads, fills, updates, tile, part))
     inst_above = jnp.prod(spatial, axis=2).astype(jnp.float64)  # [B, L] spatial fan-out used at each level
     above = [jnp.ones(B)]  # utilized instances of level l: spatial fan-out used above it
     for l in range(L - 1, 0, -1):
@@ -104,7 +111,8 @@ def _evaluate(static, arr, batch):
     links_inexact = jnp.zeros(B, bool)
     if static.links:  # Timeloop's neighbour forwarding between spatial instances
         reads, fills, updates, links_inexact = links.link_transfers(
-            static, temporal, sx, sy, perm, keep, E_bnd, E_below, E_sp, tile, part, t_total, inst_above, instances,
+            static, temporal, sx, sy, perm, keep, first(E_bnd), first(E_below), first(E_sp), tile, part, t_total,
+            inst_above, instances,
             reads, fills, updates)
     reads, fills, updates = converters.drop_weight_loading(static, arr, reads, fills, updates)  # analog only
     mac_inst = jnp.prod(inst_above, axis=1)

@@ -187,7 +187,8 @@ def link_transfers(static, temporal, sx, sy, perm, keep, E_bnd, E_below, E_sp, t
     B, L, D = temporal.shape
     if not static.fanout or all(px * py <= 1 for px, py in static.fanout):
         return reads, fills, updates, jnp.zeros(B, bool)
-    n, v = loop_table(temporal, perm, E_sp)
+    last = lambda x: jnp.moveaxis(x, 0, -1)  # noqa: E731
+    n, v = (jnp.moveaxis(x, -1, 0) for x in loop_table(last(temporal), last(perm), last(E_sp))[:2])
     zero = jnp.zeros(B)
     terms = {l: _level_terms(static, l, temporal, sx, sy, n, v, perm, E_bnd, E_below, tile)
              for l in range(L) if static.fanout[l][0] * static.fanout[l][1] > 1}
