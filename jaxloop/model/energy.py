@@ -4,22 +4,23 @@ import jax.numpy as jnp
 
 
 def storage_energy(arr, reads, fills, updates, instances):
-    """Energy per level and dataspace [B, L, T], all instances: ceil(count/block) vector accesses.
+    """Energy per level and dataspace [L, T, B] (counts [L, T, B], instances [L, B]), all
+    instances: ceil(count/block) vector accesses.
 
     Instances sharing one wide array (cluster_size > 1) pay one access per used cluster:
     Timeloop divides by cluster utilization = used / min(used, instances / cluster_size).
     """
-    blk = arr["block"][None, :, None]
-    per_instance = (jnp.ceil(reads / blk) * arr["e_read"][None, :, None]
-                    + jnp.ceil(fills / blk) * arr["e_fill"][None, :, None]
-                    + jnp.ceil(updates / blk) * arr["e_update"][None, :, None])
-    charged = jnp.minimum(instances, arr["instances"] / arr["cluster"])
-    return per_instance * charged[:, :, None]
+    col = lambda x: x[:, None, None]  # noqa: E731  per level
+    blk = col(arr["block"])
+    per_instance = (jnp.ceil(reads / blk) * col(arr["e_read"]) + jnp.ceil(fills / blk) * col(arr["e_fill"])
+                    + jnp.ceil(updates / blk) * col(arr["e_update"]))
+    charged = jnp.minimum(instances, (arr["instances"] / arr["cluster"])[:, None])
+    return per_instance * charged[:, None]
 
 
 def leakage(arr, total_cycles, instances):
-    """Leak energy per level [B, L]: per-instance leak x cycles x utilized instances (at least 1)."""
-    return arr["e_leak"][None, :] * total_cycles[:, None] * jnp.maximum(instances, 1.0)
+    """Leak energy per level [L, B]: per-instance leak x cycles [B] x utilized instances [L, B] (at least 1)."""
+    return arr["e_leak"][:, None] * total_cycles[None, :] * jnp.maximum(instances, 1.0)
 
 
 def area(arr):

@@ -90,7 +90,7 @@ def _evaluate(static, arr, batch):
     last = lambda x: jnp.moveaxis(x, 0, -1)  # noqa: E731  [B, ...] -> [..., B]
     # Transposed once and kept (the barrier stops XLA from re-reading the strided inputs per use).
     t_l, s_l, perm_l, keep_l = jax.lax.optimization_barrier(tuple(
-        jnp.stack([x[:, l] for l in range(x.shape[1])]).transpose(0, 2, 1) for x in (temporal, spatial, perm, keep)))
+        jnp.stack([x[:, l] for l in range(L)]).transpose(0, 2, 1) for x in (temporal, spatial, perm, keep)))
     E_bnd, E_below, E_sp = tiling.extents(t_l, s_l, axis=0)
     tile = jnp.stack([tiling.footprint(E_bnd, r, axis=1) for r in static.ranks], axis=1)  # [L, T, B]
     has_spatial = jnp.concatenate([jnp.prod(s_l[1:], axis=1) > 1, jnp.zeros((1, B), bool)], axis=0)
@@ -101,37 +101,40 @@ def _evaluate(static, arr, batch):
     part = tiling.partitions(tile, jnp.stack(den, axis=1))
     reads, fills, updates, t_total = access.accesses(static, t_l, s_l, perm_l, keep_l,
                                                      E_bnd, E_below, E_sp, tile, part)
-    first = lambda x: jnp.moveaxis(x, -1, 0)  # noqa: E731  [..., B] -> [B, ...]
-    reads, fills, updates, tile, part = (first(x) for x in (reads, fills, updates, tile, part))
-    inst_above = jnp.prod(spatial, axis=2).astype(jnp.float64)  # [B, L] spatial fan-out used at each level
+    inst_above = jnp.prod(s_l, axis=1)  # [L, B] spatial fan-out used at each level
     above = [jnp.ones(B)]  # utilized instances of level l: spatial fan-out used above it
     for l in range(L - 1, 0, -1):
-        above.append(above[-1] * inst_above[:, l])
-    instances = jnp.stack(above[::-1], axis=1)
+        above.append(above[-1] * inst_above[l])
+    instances = jnp.stack(above[::-1])  # [L, B]
+    first = lambda x: jnp.moveaxis(x, -1, 0)  # noqa: E731  [..., B] -> [B, ...]
+    last = lambda x: jnp.moveaxis(x, 0, -1)  # noqa: E731  [B, ...] -> [..., B]
     links_inexact = jnp.zeros(B, bool)
-    if static.links:  # Timeloop's neighbour forwarding between spatial instances
-        reads, fills, updates, links_inexact = links.link_transfers(
-            static, temporal, sx, sy, perm, keep, first(E_bnd), first(E_below), first(E_sp), tile, part, t_total,
-            inst_above, instances,
-            reads, fills, updates)
-    reads, fills, updates = converters.drop_weight_loading(static, arr, reads, fills, updates)  # analog only
-    mac_inst = jnp.prod(inst_above, axis=1)
+    if static.links or static.analog is not None:  # these terms run batch-first
+        r, f, u = (first(x) for x in (reads, fills, updates))
+        if static.links:  # Timeloop's neighbour forwarding between spatial instances
+            r, f, u, links_inexact = links.link_transfers(
+                static, temporal, sx, sy, perm, keep, first(E_bnd), first(E_below), first(E_sp), first(tile),
+                first(part), t_total, first(inst_above), first(instances), r, f, u)
+        r, f, u = converters.drop_weight_loading(static, arr, r, f, u)  # analog only
+        reads, fills, updates = (last(x) for x in (r, f, u))
+    mac_inst = jnp.prod(inst_above, axis=0)
     level_cycles, cycles = latency.cycles(arr, t_total, reads, fills, updates)
     conv_counts, conv_energy, analog_cycles, analog_bad = converters.converters(
-        static, arr, temporal, sx, sy, keep, instances[:, 0], t_total)
+        static, arr, temporal, sx, sy, keep, instances[0], t_total)
     cycles = jnp.maximum(cycles, analog_cycles)  # crossbar activations take activation_cycles each
     e_ds = energy.storage_energy(arr, reads, fills, updates, instances)
     leak = energy.leakage(arr, cycles, instances)
     computes = t_total * mac_inst
     e_mac = computes * arr["e_compute"]
-    total = e_ds.sum(axis=(1, 2)) + leak.sum(axis=1) + e_mac + conv_energy.sum(axis=1)
+    total = e_ds.sum(axis=(0, 1)) + leak.sum(axis=0) + e_mac + conv_energy.sum(axis=1)
     util = computes / arr["mac_instances"] / cycles
+    reads, fills, updates, tile, part, instances = (first(x) for x in (reads, fills, updates, tile, part, instances))
     code = status.status(arr, temporal, sx, sy, keep, tile, (asked & ~keepable).any(axis=(1, 2)))
     code = code | (analog_bad.astype(code.dtype) << status.FLAG_MEANINGS.index("analog"))
     code = code | (links_inexact.astype(code.dtype) << status.FLAG_MEANINGS.index("links"))
-    st = Stats(reads, fills, updates, tile, part, jnp.where(
-        keep.any(axis=2), instances, 0.0), e_ds, leak, level_cycles, computes, mac_inst, e_mac, total, cycles,
-        util, code, converter_counts=conv_counts, converter_energy=conv_energy)
+    st = Stats(reads, fills, updates, tile, part, jnp.where(keep.any(axis=2), instances, 0.0), first(e_ds),
+               first(leak), first(level_cycles), computes, mac_inst, e_mac, total, cycles, util, code,
+               converter_counts=conv_counts, converter_energy=conv_energy)
     return sparse.extend_stats(static, arr, st, dict(temporal=temporal, spatial=spatial, sx=sx, sy=sy, perm=perm,
                                                      keep=keep, t_total=t_total, instances=instances,
                                                      analog_cycles=analog_cycles))

@@ -1094,7 +1094,7 @@ def extend_stats(static, arr, st, d):
                                       mac_inst=st.mac_instances))
     data, fmt = out["data"], out["fmt"]
     cycles = jnp.maximum(out["cycles"], d["analog_cycles"])
-    leak = energy.leakage(arr, cycles, d["instances"])
+    leak = energy.leakage(arr, cycles, d["instances"].T).T
     total = out["energy_ds"].sum((1, 2)) + leak.sum(1) + out["compute_energy"] + st.converter_energy.sum(1)
     util = out["random"] / arr["mac_instances"] / cycles
     fm = status.FLAG_MEANINGS
