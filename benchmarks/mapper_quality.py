@@ -50,7 +50,7 @@ def run_case(name, time_limit, objective, population, seed):
     spec, c = load_mapper_inputs(d / "input.yaml", d / cons, *extra)
     ms = Mapspace(spec, c)
     table = load_tables(d / "ERT.yaml", d / "ART.yaml")
-    static, karr = compile_spec(spec, table, links=False)  # the search kernel, as `jaxloop map` runs it
+    static, karr = compile_spec(spec, table, keepable=ms.keepable, links=False)  # the search kernel, as `jaxloop map`
     obj = Objective.parse(spec, objective)
     ref_spec = load_spec(d / "input.yaml")
     _, ref_stats = evaluate_one(ref_spec, table)

@@ -59,7 +59,8 @@ def bench_case(name, chunks, seconds, full_limit):
     t = time.time()
     ms = Mapspace(spec, c)
     build = time.time() - t
-    static, karr = compile_spec(spec, load_tables(d / "ERT.yaml", d / "ART.yaml"), links=False)  # as `jaxloop map`
+    static, karr = compile_spec(spec, load_tables(d / "ERT.yaml", d / "ART.yaml"), keepable=ms.keepable,
+                                links=False)  # as `jaxloop map`
     kj = jax.tree_util.tree_map(jnp.asarray, karr)
     obj = Objective.parse(spec, ["delay", "energy"])
     out = {"case": folder, "mapspace_size": str(ms.size), "mapspace_build_s": round(build, 3), "chunks": []}

@@ -43,7 +43,8 @@ def main():
     arch = ROOT / "data" / "arch" / "nvdla_like.yaml"
     spec, constraints = load_mapper_inputs(arch, ROOT / "data" / "workloads" / "vgg16" / f"{args.layer}.yaml")
     ms = Mapspace(spec, constraints)
-    static, karr = compile_spec(spec, load_tables(ROOT / "data" / "arch" / "nvdla_like.ERT.yaml"), links=False)
+    static, karr = compile_spec(spec, load_tables(ROOT / "data" / "arch" / "nvdla_like.ERT.yaml"),
+                                keepable=ms.keepable, links=False)  # as `jaxloop map`
     obj = Objective.parse(spec, ["energy", "last_level_accesses"])
     t = time.perf_counter()
     res = exhaustive(ms, static, karr, obj, keep_all=True, progress=not args.no_progress)

@@ -325,6 +325,9 @@ class Mapspace:
         self.keep_base = keep == 1
         self.free_keep = tuple((lv, t) for lv in range(L - 1) for t in range(T) if keep[lv, t] == -1)
         self.nb = 1 << len(self.free_keep)
+        # [L, T] can a mapping of this space keep dataspace t at level l: compile_spec(keepable=...)
+        # then leaves the other pairs out of the kernel (same results, less work)
+        self.keepable = self.keep_base | (keep == -1)
 
         # ---- completion counts C[d][state]
         radix = [cap + 1 for cap in self.caps]

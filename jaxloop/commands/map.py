@@ -181,7 +181,7 @@ def prepare(args, spec, ms, say=None):
         say(f"note: {w}")
     objective = Objective.parse(spec, args.objective if args.objective else settings.metrics)
     table = tables_for(spec, args.ert, args.art)
-    static, karr = compile_spec(spec, table, links=args.links)  # the search kernel
+    static, karr = compile_spec(spec, table, keepable=ms.keepable, links=args.links)  # the search kernel
     static_out = static if args.links else compile_spec(spec, table)[0]  # what is reported: Timeloop's full model
     alg = args.search or settings.algorithm or ("exhaustive" if ms.flat and ms.size <= AUTO_EXHAUSTIVE else "hybrid")
     if alg == "exhaustive" and not ms.flat:
@@ -196,7 +196,7 @@ def run_search(args, ms, p, checkpoint):
         import jax
 
         # the sparse kernel's intermediates outgrow the caches sooner: it is fastest in ~1k batches
-        per_device = 1024 if p.static.sparse is not None else 4096
+        per_device = 1024 if p.static.sparse is not None else 2048
         args.chunk = per_device * len(jax.local_devices())
     settings, alg = p.settings, p.alg
     kw = dict(topk=args.top, budget=args.budget, time_limit=args.time, progress=not args.no_progress)
