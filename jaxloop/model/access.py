@@ -69,18 +69,16 @@ def sliding_fills(tile, E_bnd, ranks, n, v, perm, boundaries):
     bnd = np.asarray(boundaries)
     if bnd.size == 0:
         return tile
-    dims = sorted({d for r in ranks for d, _ in r})
-    R, Dt = len(ranks), len(dims)
-    coef = [[dict(r).get(d, 0) for d in dims] for r in ranks]  # rank r = sum of coef x dim
+    R = len(ranks)
     f32 = jnp.float32
-    dims_col = jnp.asarray(dims)[:, None]
 
     def step(carry, x, t_b, ext):
         W, started, out_c, out_x, sum_c, sum_x, first, last = carry
         dim, nn, vv = x  # [B] each
-        move = jnp.where(dim[None, :] == dims_col, vv.astype(f32)[None, :], 0)  # [Dt, B]
-        rel_move = move - W  # [Dt, B]: this step's move in iteration space
-        tau = jnp.stack([sum(c * rel_move[i] for i, c in enumerate(cr) if c) for cr in coef])  # [R, B]
+        vv = vv.astype(f32)
+        # this loop's move along each rank, and the translation from the inner loops' offset W [R, B]
+        move = jnp.stack([sum(jnp.where(dim == d, c * vv, 0.0) for d, c in r) for r in ranks])
+        tau = move - W
         ov = jnp.prod(jnp.maximum(0, ext - jnp.abs(tau)), axis=0).astype(jnp.float64)  # [B]
         dc = t_b - ov  # delta when the translation is credited
         zero = (tau == 0).all(0)
@@ -102,7 +100,7 @@ def sliding_fills(tile, E_bnd, ranks, n, v, perm, boundaries):
         out_x = jnp.where(begin, False, jnp.where(general, o_x, out_x))
         first = jnp.where(begin, tau, first)
         last = jnp.where(begin, tau, last)
-        W = W + jnp.where(active, move, 0)
+        W = W + jnp.where(active, move, 0.0)
         return (W, started | begin, out_c, out_x, sum_c, sum_x, first, last), None
 
     fills = []
@@ -111,7 +109,7 @@ def sliding_fills(tile, E_bnd, ranks, n, v, perm, boundaries):
         ext = jnp.stack([rank_extents(E_bnd[b], r, axis=0) for r in ranks]).astype(f32)  # [R, B]
         zb = jnp.zeros(B, bool)
         zr = jnp.zeros((R, B), f32)
-        carry = (jnp.zeros((Dt, B), f32), zb, zb, zb, jnp.zeros(B), jnp.zeros(B), zr, zr)
+        carry = (zr, zb, zb, zb, jnp.zeros(B), jnp.zeros(B), zr, zr)
         xs = tuple(x[b + 1:].reshape(-1, B) for x in (perm, n, v))
         carry, _ = jax.lax.scan(lambda c, x: step(c, x, t_b, ext), carry, xs)
         fills.append(t_b + carry[4])
