@@ -58,7 +58,7 @@ def add_parser(subparsers):
     p.add_argument("--json", metavar="BEST.json", help="write the best mapping's statistics (as `jaxloop model --json`)")
     p.add_argument("--size", action="store_true", help="print the exact mapspace size and its factors, then exit")
     p.add_argument("--chunk", type=int, default=None, metavar="N",
-                   help="mappings per step, split over the local devices (default 4096 per device, 1024 for sparse "
+                   help="mappings per step, split over the local devices (default 2048 per device, 1024 for sparse "
                         "designs)")
     p.add_argument("--population", type=int, default=1 << 12, metavar="N", help="hybrid: population size")
     p.add_argument("--seed", type=int, default=0, help="random seed (random, random-pruned, hybrid)")
