@@ -86,9 +86,9 @@ def _evaluate(static, arr, batch):
     asked = batch.keep.astype(bool)
     keep = asked & keepable
     B, L, D = temporal.shape
-    # Tiles and accesses run batch-last ([L, D, B]): contiguous vector steps on CPUs.
-    last = lambda x: jnp.moveaxis(x, 0, -1)  # noqa: E731  [B, ...] -> [..., B]
-    # Transposed once and kept (the barrier stops XLA from re-reading the strided inputs per use).
+    # Tiles, accesses, cycles and energy run batch-last ([L, D, B], [L, T, B]): contiguous vector
+    # steps on CPUs. The inputs are transposed once and kept (the barrier stops XLA from
+    # re-reading the strided inputs per use); Stats are batch-first.
     t_l, s_l, perm_l, keep_l = jax.lax.optimization_barrier(tuple(
         jnp.stack([x[:, l] for l in range(L)]).transpose(0, 2, 1) for x in (temporal, spatial, perm, keep)))
     E_bnd, E_below, E_sp = tiling.extents(t_l, s_l, axis=0)
