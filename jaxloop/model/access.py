@@ -10,21 +10,28 @@ relevant one outward); sliding tensors run a small scan over the loops above the
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from jaxloop.model.tiling import distinct_children, rank_extents
 
 
+def permute(x, perm, axis=-1):
+    """x in the order perm along `axis` (x[perm[k]] per k), by selects over the D candidates:
+    a gather is a scalar loop on CPUs, this is vector code."""
+    return sum(jnp.where(perm == d, lax.index_in_dim(x, d, axis % x.ndim), 0) for d in range(x.shape[axis]))
+
+
+def inverse(perm, axis=-1):
+    """The inverse permutation along `axis`: each entry's place in perm (a sort costs more on CPUs)."""
+    D = perm.shape[axis]
+    k = lax.broadcasted_iota(perm.dtype, perm.shape, axis % perm.ndim)
+    return jnp.stack([jnp.where(perm == d, k, 0).sum(axis) for d in range(D)], axis=axis)
+
+
 def loop_table(temporal, perm, E_sp):
     """Per loop in nest order (batch-last [L, K, B], level-major, innermost first): bound and
-    stride; and each dimension's place in its level's loop order [L, D, B]. Selects over the
-    D candidates instead of gathers and a sort: vector operations on CPUs."""
-    D = perm.shape[1]
-    hit = [perm == d for d in range(D)]  # [L, K, B] each: loop k of level l runs dimension d
-    n = sum(jnp.where(h, temporal[:, d:d + 1], 0.0) for d, h in enumerate(hit))
-    v = sum(jnp.where(h, E_sp[:, d:d + 1], 0.0) for d, h in enumerate(hit))
-    k = jnp.arange(D, dtype=perm.dtype)[None, :, None]
-    position = jnp.stack([jnp.where(h, k, 0).sum(axis=1) for h in hit], axis=1)
-    return n, v, position
+    stride; and each dimension's place in its level's loop order [L, D, B]."""
+    return permute(temporal, perm, 1), permute(E_sp, perm, 1), inverse(perm, 1)
 
 
 def stationary_fills(tile, rel, temporal, position):
@@ -103,12 +110,11 @@ def sliding_fills(tile, E_bnd, ranks, n, v, perm, boundaries):
         W = W + jnp.where(active, move, 0.0)
         return (W, started | begin, out_c, out_x, sum_c, sum_x, first, last), None
 
+    zb, zr = jnp.zeros(B, bool), jnp.zeros((R, B), f32)
     fills = []
     for b in bnd:  # one scan per boundary over every loop above it, level-major, innermost first
         t_b = tile[b]
         ext = jnp.stack([rank_extents(E_bnd[b], r, axis=0) for r in ranks]).astype(f32)  # [R, B]
-        zb = jnp.zeros(B, bool)
-        zr = jnp.zeros((R, B), f32)
         carry = (zr, zb, zb, zb, jnp.zeros(B), jnp.zeros(B), zr, zr)
         xs = tuple(x[b + 1:].reshape(-1, B) for x in (perm, n, v))
         carry, _ = jax.lax.scan(lambda c, x: step(c, x, t_b, ext), carry, xs)

@@ -62,6 +62,7 @@ import numpy as np
 
 from jaxloop.model import density as dmodel
 from jaxloop.model import spatial_skip
+from jaxloop.model.access import inverse, permute
 from jaxloop.model.tiling import extents, footprint
 
 ACTIONS = ("random_read", "gated_read", "skipped_read", "random_fill", "gated_fill", "skipped_fill",
@@ -132,18 +133,6 @@ def _sel(idx, stacked):
 
 # ----------------------------------------------------------------------------- loop nest
 
-def _permute(x, perm):
-    """x [..., D] in the order perm [..., D]: x[..., perm[..., k]] by selects (a gather is a
-    scalar loop on CPUs)."""
-    return sum(jnp.where(perm == d, x[..., d:d + 1], 0) for d in range(x.shape[-1]))
-
-
-def _inverse(perm):
-    """The inverse permutation [..., D]: each entry's place in perm (a sort costs more on CPUs)."""
-    k = jnp.arange(perm.shape[-1], dtype=perm.dtype)
-    return jnp.stack([jnp.where(perm == d, k, 0).sum(-1) for d in range(perm.shape[-1])], axis=-1)
-
-
 class Nest:
     """Loop slots of every level, innermost first: [spatial x D if fan-out] + [temporal x D].
 
@@ -159,15 +148,15 @@ class Nest:
         B, L, D = temporal.shape
         fo = np.asarray(fanout, bool)
         spatial = jnp.where(jnp.asarray(fo)[None, :, None], spatial, 1.0)  # no spatial slots without a fan-out
-        tbound = _permute(temporal, perm)  # [B, L, D] temporal bounds in loop order
+        tbound = permute(temporal, perm)  # [B, L, D] temporal bounds in loop order
         if on_y is None:
             sperm = jnp.broadcast_to(jnp.arange(D, dtype=perm.dtype), (B, L, D))
             sinv = sperm
         else:  # X dimensions first, then Y ones, each in dimension order
             key = on_y.astype(perm.dtype) * D + jnp.arange(D, dtype=perm.dtype)
             sinv = sum((key[..., e:e + 1] < key).astype(perm.dtype) for e in range(D))  # each key's rank
-            sperm = _inverse(sinv)
-        sbound = _permute(spatial, sperm)
+            sperm = inverse(sinv)
+        sbound = permute(spatial, sperm)
         dims, bounds, sp, lv, start = [], [], [], [], []
         for l in range(L):
             start.append(len(sp))
@@ -189,7 +178,7 @@ class Nest:
         self._start = np.array(start)
         self._tstart = self._start + D * fo  # first temporal slot of each level
         self._fanout = fo
-        self._inv = _inverse(perm)  # each dimension's place in its level's temporal order
+        self._inv = inverse(perm)  # each dimension's place in its level's temporal order
         self._sinv = sinv  # ... in its spatial order
         self._t, self._s = temporal, spatial
         self.E_bnd, self.E_below, _ = extents(temporal, spatial)
