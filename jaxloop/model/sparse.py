@@ -124,11 +124,12 @@ def _round6(x):
 
 
 def _sel(idx, stacked):
-    """stacked[..., i] chosen per batch by idx [B] (idx out of range -> 0)."""
+    """stacked[b, idx[b], ...] per mapping b (idx out of range -> 0): a gather."""
     n = stacked.shape[1]
-    oh = (idx[:, None] == jnp.arange(n)[None, :])
-    oh = oh.reshape(oh.shape + (1,) * (stacked.ndim - 2))
-    return jnp.where(oh, stacked, 0).sum(axis=1)
+    ok = (idx >= 0) & (idx < n)
+    i = jnp.where(ok, idx, 0).astype(jnp.int32).reshape(idx.shape + (1,) * (stacked.ndim - 1))
+    out = jnp.take_along_axis(stacked, i, 1)[:, 0]
+    return jnp.where(ok.reshape(ok.shape + (1,) * (out.ndim - 1)), out, 0)
 
 
 # ----------------------------------------------------------------------------- loop nest
@@ -272,15 +273,19 @@ def _assign_ranks(sp, nest, ranks_t, rel, l, child, pretile, inner, E_child, ord
     fail0 = count > n_active
     take = lambda x: jnp.take_along_axis(x, idx, 1)  # noqa: E731
     active, sbound, dimk = kept, take(sbound), take(dimk)
+    full = rule_exists & rule_mask[:, np.asarray(rel, bool)].all(1)  # rules that admit every loop
+    if (full | ~rule_exists).all():
+        box, opened, fail = _ranks_direct(active, sbound, dimk, inner, order, full, D)
+        # the tile at the innermost in-range loop and at each rank's opening loop (one gather)
+        k_open = jnp.where(opened, idx[:, :, None], 0).sum(1)  # [B, R]
+        tiles = footprint(nest.E_at(jnp.concatenate([kfirst[:, None], k_open], 1)), ranks_t)
+        sing0 = jnp.where(in_range.any(1), tiles[:, 0], 1.0)
+        sub = jnp.where(opened.any(1), tiles[:, 1:], sing0[:, None])
+        return box, sub, sing0, fail | fail0
     # the tile at the innermost in-range loop and at each kept loop (one gather for both)
     tiles = footprint(nest.E_at(jnp.concatenate([kfirst[:, None], idx], 1)), ranks_t)
     sing0 = jnp.where(in_range.any(1), tiles[:, 0], 1.0)
     subk = tiles[:, 1:]
-    full = rule_exists & rule_mask[:, np.asarray(rel, bool)].all(1)  # rules that admit every loop
-    if (full | ~rule_exists).all():
-        box, sub, fail = _ranks_direct(active, sbound, dimk, subk, inner, order, full, D)
-        sub = jnp.where(sub == 0, sing0[:, None], sub)
-        return box, sub, sing0, fail | fail0
     rid = jnp.arange(R)
     xs = (active.T, sbound.T, dimk.T, subk.T)
     if not order:
@@ -332,24 +337,32 @@ def _assign_ranks(sp, nest, ranks_t, rel, l, child, pretile, inner, E_child, ord
 
 def _compact(mask, n):
     """Indices [B, n] of the first n True entries of mask [B, K] in order, whether each exists,
-    and the number of True entries [B]. The p-th True entry (from 0) sits at the number of
-    positions whose inclusive running count is <= p. (A stable argsort does the same at several
-    times the cost on CPUs.)"""
+    and the number of True entries [B]. The p-th True entry (from 0) is the one whose inclusive
+    running count is p + 1: a scatter. (A stable argsort, or counting
+    the positions whose running count is <= p, does the same at several times the cost on CPUs.)"""
     K = mask.shape[1]
     upper = jnp.asarray(np.triu(np.ones((K, K), np.float32)))
     running = mask.astype(jnp.float32) @ upper  # [B, K] inclusive count (exact: K < 2^24)
+    B = mask.shape[0]
     p = jnp.arange(n, dtype=jnp.float32)
-    idx = (running[:, None, :] <= p[None, :, None]).sum(2, dtype=jnp.int32)  # [B, n]
+    k = jnp.arange(K, dtype=jnp.int32)
+    # scatter each True entry's index to its running count - 1; the others (and those past n) land
+    # out of range, each at its own place, and are dropped
+    pos = jnp.where(mask, running.astype(jnp.int32) - 1, n + k)
+    pos = jnp.where(pos < n, pos, n + k)
+    rows = jnp.broadcast_to(jnp.arange(B, dtype=jnp.int32)[:, None], (B, K))
+    idx = jnp.full((B, n), K - 1, jnp.int32).at[rows, pos].set(jnp.broadcast_to(k, (B, K)), mode="drop",
+                                                                unique_indices=True)
     count = running[:, -1].astype(jnp.int32)
-    return jnp.minimum(idx, K - 1), p[None] < running[:, -1:], count
+    return idx, p[None] < running[:, -1:], count
 
 
-def _ranks_direct(active, sbound, dim, sub_k, inner, order, full, D):
+def _ranks_direct(active, sbound, dim, inner, order, full, D):
     """The scan of `_assign_ranks` in closed form when every rank has either no flattening rule
     or one that admits all of the dataspace's dimensions: the q-th non-trivial loop (in
     application order) opens the next rank until a rank with a rule is opened, which then takes
     every further loop. `active` etc. are [B, K] with the non-trivial loops first, innermost
-    first. Returns box [B, R, D], sub [B, R] (0 where no loop opened the rank), fail [B]."""
+    first. Returns box [B, R, D], the loop opening each rank (one-hot [B, K, R]) and fail [B]."""
     K = active.shape[1]
     R = len(full)
     cnt = active.sum(1, keepdims=True)
@@ -370,9 +383,7 @@ def _ranks_direct(active, sbound, dim, sub_k, inner, order, full, D):
     fail = (active & ~ok).any(1)
     on = (active & ok)[..., None] & (rank[..., None] == jnp.arange(R))  # [B, K, R]
     box = jnp.where(on[..., None] & (dim[:, :, None, None] == jnp.arange(D)), sbound[:, :, None, None], 1.0).prod(1)
-    opened = on & (q == i)[..., None]
-    sub = jnp.where(opened, sub_k[..., None], 0.0).sum(1)
-    return box, sub, fail
+    return box, on & (q == i)[..., None], fail
 
 
 def formats(sp, static, nest, keep, tile, child):
