@@ -61,7 +61,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloop.model import density as dmodel
-from jaxloop.model import spatial_skip
+from jaxloop.model import latency, spatial_skip
 from jaxloop.model.access import inverse, permute
 from jaxloop.model.tiling import extents, footprint
 
@@ -943,14 +943,9 @@ def level_cycles(arr, data, bits, scale, cc):
     wr = data[..., 0, 1] + data[..., 1, 1] + data[..., 0, 2] + data[..., 1, 2] + _assemble(md_wr, B, L, T)
     rd = jnp.ceil(rd / scale)
     wr = jnp.ceil(wr / scale)
-    c = jnp.maximum(cc, 1.0)[:, None]
-    ur = (rd / c[..., None]).sum(-1)
-    uw = (wr / c[..., None]).sum(-1)
-    slow = jnp.ones_like(ur)
-    slow = jnp.where(arr["read_bw"][None] < ur, jnp.minimum(slow, arr["read_bw"][None] / ur), slow)
-    slow = jnp.where(arr["write_bw"][None] < uw, jnp.minimum(slow, arr["write_bw"][None] / uw), slow)
-    slow = jnp.where(arr["shared_bw"][None] < ur + uw, jnp.minimum(slow, arr["shared_bw"][None] / (ur + uw)), slow)
-    return jnp.ceil(c / slow)
+    bw = lambda k: arr[k][None]  # noqa: E731
+    return latency.bandwidth_cycles(jnp.maximum(cc, 1.0)[:, None], [rd[..., t] for t in range(T)],
+                                    [wr[..., t] for t in range(T)], bw("read_bw"), bw("write_bw"), bw("shared_bw"))
 
 
 # ----------------------------------------------------------------------------- driver
