@@ -6,9 +6,15 @@ Timeloop then reports one cycle more. These tests pin that rounding."""
 
 import math
 
+import jax.numpy as jnp
 import numpy as np
+from conftest import TIMELOOP_REF
 
-import jaxloop  # noqa: F401  (enables float64)
+import jaxloop
+from jaxloop.compiler import compile_spec
+from jaxloop.energy.ert import load_tables
+from jaxloop.mapspace import MappingBatch
+from jaxloop.model.evaluate import evaluate
 from jaxloop.model.latency import bandwidth_cycles
 
 INF = math.inf
@@ -56,14 +62,6 @@ def test_random_levels_match_transcription():
 def test_evaluate_uses_timeloop_steps():
     """End to end: tl06's reference mapping with its DRAM read bandwidth squeezed; every
     level's cycles equal the transcription applied to the kernel's own counts."""
-    import jax.numpy as jnp
-    from conftest import TIMELOOP_REF
-
-    from jaxloop.compiler import compile_spec
-    from jaxloop.energy.ert import load_tables
-    from jaxloop.mapspace import MappingBatch
-    from jaxloop.model.evaluate import evaluate
-
     case = TIMELOOP_REF / "tl06-mapper-convlayer-eyeriss-vgg02l5"
     spec = jaxloop.load_spec(case / "input.yaml")
     static, arr = compile_spec(spec, load_tables(case / "ERT.yaml"))

@@ -124,12 +124,11 @@ def _round6(x):
 
 
 def _sel(idx, stacked):
-    """stacked[b, idx[b], ...] per mapping b (idx out of range -> 0): a gather."""
+    """stacked[..., i] chosen per batch by idx [B] (idx out of range -> 0)."""
     n = stacked.shape[1]
-    ok = (idx >= 0) & (idx < n)
-    i = jnp.where(ok, idx, 0).astype(jnp.int32).reshape(idx.shape + (1,) * (stacked.ndim - 1))
-    out = jnp.take_along_axis(stacked, i, 1)[:, 0]
-    return jnp.where(ok.reshape(ok.shape + (1,) * (out.ndim - 1)), out, 0)
+    oh = (idx[:, None] == jnp.arange(n)[None, :])
+    oh = oh.reshape(oh.shape + (1,) * (stacked.ndim - 2))
+    return jnp.where(oh, stacked, 0).sum(axis=1)
 
 
 # ----------------------------------------------------------------------------- loop nest
@@ -338,18 +337,16 @@ def _assign_ranks(sp, nest, ranks_t, rel, l, child, pretile, inner, E_child, ord
 def _compact(mask, n):
     """Indices [B, n] of the first n True entries of mask [B, K] in order, whether each exists,
     and the number of True entries [B]. The p-th True entry (from 0) is the one whose inclusive
-    running count is p + 1: a scatter. (A stable argsort, or counting
-    the positions whose running count is <= p, does the same at several times the cost on CPUs.)"""
-    K = mask.shape[1]
+    running count is p + 1: a scatter. (A stable argsort, or counting the positions whose running
+    count is <= p, does the same at several times the cost on CPUs.)"""
+    B, K = mask.shape
     upper = jnp.asarray(np.triu(np.ones((K, K), np.float32)))
     running = mask.astype(jnp.float32) @ upper  # [B, K] inclusive count (exact: K < 2^24)
-    B = mask.shape[0]
     p = jnp.arange(n, dtype=jnp.float32)
     k = jnp.arange(K, dtype=jnp.int32)
-    # scatter each True entry's index to its running count - 1; the others (and those past n) land
+    # scatter each of the first n True entries' index to its running count - 1; the others land
     # out of range, each at its own place, and are dropped
-    pos = jnp.where(mask, running.astype(jnp.int32) - 1, n + k)
-    pos = jnp.where(pos < n, pos, n + k)
+    pos = jnp.where(mask & (running <= n), running.astype(jnp.int32) - 1, n + k)
     rows = jnp.broadcast_to(jnp.arange(B, dtype=jnp.int32)[:, None], (B, K))
     idx = jnp.full((B, n), K - 1, jnp.int32).at[rows, pos].set(jnp.broadcast_to(k, (B, K)), mode="drop",
                                                                 unique_indices=True)
