@@ -49,6 +49,7 @@ def _mutate(tmp_path, old, new):
 @pytest.mark.parametrize("old,new,expect", [
     ("        K: 32\n", "", "missing bound for dimension K"),
     ("        K: 32\n", "        K: many\n", "bound of K must be a positive integer"),
+    ("        K: 32\n", "        K: 2147483648\n", "bound of K must be a positive integer below 2**31"),
     ("factors: R=1,P=16,K=16", "factors: R=1,P=16,K=8", "factors of K multiply to 16 over all levels, but its bound is 32"),
     ("  - target: GlobalBuffer\n    type: temporal", "  - target: GlobalBuf\n    type: temporal", "unknown level 'GlobalBuf'"),
     ("factors: R=3,P=1,K=2", "factors: R=3,X=1,K=2", "unknown dimension 'X' in factors"),

@@ -4,14 +4,18 @@ Fills of level l are the deltas of its tile as the temporal loops above it advan
 simulates iterations 0 and 1 of every loop and weights iteration 1 by (bound - 1); a tile
 that moves with a different translation than last time is refetched whole (stride rule).
 For non-sliding tensors this collapses to tile x (product of the loops from the first
-relevant one outward); sliding tensors run a small scan over the loops above the level.
+relevant one outward); for sliding tensors each loop above the level adds a weighted delta
+(sliding_fills), also in closed form.
 """
+
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxloop.model import fold
 from jaxloop.model.tiling import distinct_children, rank_extents
 
 
@@ -25,7 +29,7 @@ def inverse(perm, axis=-1):
     """The inverse permutation along `axis`: each entry's place in perm (a sort costs more on CPUs)."""
     D = perm.shape[axis]
     k = lax.broadcasted_iota(perm.dtype, perm.shape, axis % perm.ndim)
-    return jnp.stack([jnp.where(perm == d, k, 0).sum(axis) for d in range(D)], axis=axis)
+    return jnp.stack([fold.total(jnp.where(perm == d, k, 0), axis) for d in range(D)], axis=axis)
 
 
 def loop_table(temporal, perm, E_sp):
@@ -43,10 +47,10 @@ def stationary_fills(tile, rel, temporal, position):
     level's permutation (innermost first)."""
     L, D, B = temporal.shape
     rel_nt = jnp.asarray(rel)[None, :, None] & (temporal > 1)  # [L, D, B]
-    first = jnp.min(jnp.where(rel_nt, position, D), axis=1)  # first relevant loop's place
-    ahead = jnp.prod(jnp.where(position < first[:, None], temporal, 1.0), axis=1)  # resident run
-    full = jnp.prod(temporal, axis=1)  # [L, B]
-    has_rel = rel_nt.any(axis=1)
+    first = fold.smallest(jnp.where(rel_nt, position, D), 1)  # first relevant loop's place
+    ahead = fold.product(jnp.where(position < first[:, None], temporal, 1.0), 1)  # resident run
+    full = fold.product(temporal, 1)  # [L, B]
+    has_rel = fold.any_of(rel_nt, 1)
     out = [jnp.ones(B, tile.dtype)]  # top level: nothing above
     acc = jnp.ones(B, tile.dtype)  # product over levels above the current one
     run = jnp.ones(B, tile.dtype)  # answer for the boundary just below level m
@@ -57,69 +61,66 @@ def stationary_fills(tile, rel, temporal, position):
     return tile * jnp.stack(out[::-1], axis=0)
 
 
-def sliding_fills(tile, E_bnd, ranks, n, v, perm, boundaries):
-    """Fills of a sliding tensor [L, B]: Timeloop's delta + stride rule replayed in closed form
-    (tile [L, B]; E_bnd [L, D, B]; n, v, perm [L, K, B] from loop_table).
+def sliding_fills(tile, E_bnd, E_sp, temporal, position, ranks, boundaries):
+    """Fills of a sliding tensor [L, B]: Timeloop's delta + stride rule in closed form (batch-last:
+    tile [L, B]; E_bnd, E_sp, temporal and position [L, D, B]).
 
-    Timeloop walks each outer loop at iterations 0 and 1 (weight bound-1), so a level's
-    boundary sees the odometer S_k = S_{k-1}, step tau_k, S_{k-1}. The stride state is null or
-    the last non-zero translation credited; a zero step changes nothing, a step equal to the
-    state (or from null) is credited with the overlap, any other step refetches the whole tile
-    and clears the state. S_k depends on its input only through "null or equal to its first
-    non-zero step" (class C) vs "anything else" (class X), and ends in null or its last non-zero
-    step, so two sums and two flags per class carry the recursion. Each of `boundaries` (levels
-    that can hold data) runs one scan over the loops above it. Translations are small integers,
-    exact in float32; the weighted sums are float64. The carry is batch-last ([..., B]): on CPUs
-    every operation then runs along the long axis.
+    Timeloop walks each loop above a boundary at iterations 0 and 1 and weights iteration 1 by
+    bound - 1, so the boundary sees the odometer S_k = S_{k-1}, step tau_k, S_{k-1} over the
+    loops k in nest order. Step k's translation tau_k (per rank) is loop k's own move minus the
+    moves of the active loops inside it, which return to iteration 0. The stride state is set
+    by the first non-zero step and a later step is credited with the overlap only when it
+    equals that first one; a zero step costs nothing and any other step refetches the tile.
+    So with d_k = 0 (tau_k = 0), tile - overlap(tau_k) (tau_k = the first non-zero tau) or tile
+    (otherwise), the fills are tile + sum_k (bound_k - 1) d_k prod_{j > k} bound_j: no scan,
+    every loop at once. Loops are indexed by (level, dimension); a loop's place in the nest is
+    its level and its position in the level's permutation. Translations are small integers,
+    exact in float32; the sums are exact integers in float64.
     """
-    L, D, B = n.shape
-    bnd = np.asarray(boundaries)
-    if bnd.size == 0:
+    L, D, B = temporal.shape
+    if not boundaries:
         return tile
-    R = len(ranks)
-    f32 = jnp.float32
-
-    def step(carry, x, t_b, ext):
-        W, started, out_c, out_x, sum_c, sum_x, first, last = carry
-        dim, nn, vv = x  # [B] each
-        vv = vv.astype(f32)
-        # this loop's move along each rank, and the translation from the inner loops' offset W [R, B]
-        move = jnp.stack([sum(jnp.where(dim == d, c * vv, 0.0) for d, c in r) for r in ranks])
-        tau = move - W
-        ov = jnp.prod(jnp.maximum(0, ext - jnp.abs(tau)), axis=0).astype(jnp.float64)  # [B]
-        dc = t_b - ov  # delta when the translation is credited
-        zero = (tau == 0).all(0)
-        eq_l = (tau == last).all(0)
-        l_eq_f = (last == first).all(0)
-        w = nn - 1
-        new = []
-        for s1_last in (out_c, out_x):
-            d = jnp.where(zero, 0.0, jnp.where(s1_last & ~eq_l, t_b, dc))
-            to_c = jnp.where(zero | s1_last, ~(s1_last & ~l_eq_f) | (~zero & ~eq_l), (tau == first).all(0))
-            new.append((w * (d + jnp.where(to_c, sum_c, sum_x)), jnp.where(to_c, out_c, out_x)))
-        (add_c, o_c), (add_x, o_x) = new
-        active = nn > 1
-        begin = active & ~started & ~zero
-        general = active & started
-        sum_c = jnp.where(begin, w * dc, jnp.where(general, sum_c + add_c, sum_c))
-        sum_x = jnp.where(begin, w * t_b, jnp.where(general, sum_x + add_x, sum_x))
-        out_c = jnp.where(begin, True, jnp.where(general, o_c, out_c))
-        out_x = jnp.where(begin, False, jnp.where(general, o_x, out_x))
-        first = jnp.where(begin, tau, first)
-        last = jnp.where(begin, tau, last)
-        W = W + jnp.where(active, move, 0.0)
-        return (W, started | begin, out_c, out_x, sum_c, sum_x, first, last), None
-
-    zb, zr = jnp.zeros(B, bool), jnp.zeros((R, B), f32)
-    fills = []
-    for b in bnd:  # one scan per boundary over every loop above it, level-major, innermost first
+    f32, f64 = jnp.float32, jnp.float64
+    all_of = lambda xs: functools.reduce(jnp.logical_and, xs)  # noqa: E731
+    lo = min(boundaries) + 1  # only the loops above the lowest boundary matter
+    temporal, position, U = temporal[lo:], position[lo:], L - lo
+    # each active loop's move along its dimension, materialized once for the terms below
+    step = lax.optimization_barrier(jnp.where(temporal > 1, E_sp[lo:], 0.0).astype(f32))
+    full = fold.product(temporal, 1)  # [U, B]
+    # Stacks would be concatenations, which XLA's CPU backend emits with a branch per element:
+    # per-level terms are broadcast against a level iota and masked instead.
+    level = lax.broadcasted_iota(jnp.int32, (U, 1, 1), 0)
+    outer = functools.reduce(jnp.multiply, [jnp.where(level < m, full[m], 1.0) for m in range(1, U)], 1.0)
+    outer = outer * fold.product(jnp.stack(  # bounds of the loops outside loop (l, d) [U, D, B]
+        [jnp.where(position[:, e, None] > position, temporal[:, e, None], 1.0) for e in range(D)]), 0)
+    gain = lax.optimization_barrier((temporal - 1) * outer)  # weight of loop (l, d)'s delta
+    key = level * D + position  # nest order of loop (l, d)
+    fills = tile
+    for b in boundaries:
+        lv = slice(b + 1 - lo, U)
+        # moves of the active loops at levels b+1 .. l-1, inside every loop of level l [L-b-1, D, B]
+        below = lax.optimization_barrier(sum((jnp.where(level[lv] > m, step[m], 0.0)
+                                              for m in range(b + 1 - lo, U - 1)), jnp.zeros((D, B), f32)))
+        tau = []  # per rank, translation of loop (l, d): its own move minus the inner loops' moves
+        for r in ranks:
+            x = 0.0
+            for e, c in r:
+                inner = jnp.where(position[lv, e, None] < position[lv], step[lv, e, None], 0.0)
+                own = jnp.where(lax.broadcasted_iota(jnp.int32, (D, 1), 0) == e, step[lv, e, None], -inner)
+                x = x + c * (own - below[:, e, None])
+            tau.append(lax.optimization_barrier(x))
+        zero = all_of([x == 0 for x in tau])
+        k = jnp.where((temporal[lv] > 1) & ~zero, key[lv], U * D)
+        first_k = fold.smallest(fold.smallest(k, 1), 0)  # the first non-zero step, in nest order
+        first = [fold.total(fold.total(jnp.where(k == first_k, x, 0.0), 1), 0) for x in tau]
+        eq = all_of([x == f for x, f in zip(tau, first)])
+        ext = [rank_extents(E_bnd[b], r, axis=0) for r in ranks]
+        overlap = functools.reduce(jnp.multiply, [jnp.maximum(0.0, e - jnp.abs(x).astype(f64))
+                                                  for e, x in zip(ext, tau)])
         t_b = tile[b]
-        ext = jnp.stack([rank_extents(E_bnd[b], r, axis=0) for r in ranks]).astype(f32)  # [R, B]
-        carry = (zr, zb, zb, zb, jnp.zeros(B), jnp.zeros(B), zr, zr)
-        xs = tuple(x[b + 1:].reshape(-1, B) for x in (perm, n, v))
-        carry, _ = jax.lax.scan(lambda c, x: step(c, x, t_b, ext), carry, xs)
-        fills.append(t_b + carry[4])
-    return tile.at[bnd].set(jnp.stack(fills))
+        delta = jnp.where(zero, 0.0, jnp.where(eq, t_b - overlap, t_b))
+        fills = fills.at[b].add(fold.total(fold.total(gain[lv] * delta, 1), 0))
+    return fills
 
 
 def accesses(static, temporal, spatial, perm, keep, E_bnd, E_below, E_sp, tile, part):
@@ -130,13 +131,13 @@ def accesses(static, temporal, spatial, perm, keep, E_bnd, E_below, E_sp, tile, 
     on CPUs each step is then a contiguous vector operation instead of a strided slice. keep
     must already be False where static.keepable is (the kernel's status flags it)."""
     L, D, B = temporal.shape
-    n, v, position = loop_table(temporal, perm, E_sp)
-    t_total = jnp.prod(temporal.reshape(-1, B), axis=0)
+    position = inverse(perm, 1)
+    t_total = fold.product(fold.product(temporal, 1), 0)
     reads, fills, updates = [], [], []
     for t, ranks in enumerate(static.ranks):
         if static.sliding(t):
             bnd = tuple(l for l in range(L - 1) if static.keepable[l][t])
-            f_raw = sliding_fills(tile[:, t], E_bnd, ranks, n, v, perm, bnd)
+            f_raw = sliding_fills(tile[:, t], E_bnd, E_sp, temporal, position, ranks, bnd)
         else:
             f_raw = stationary_fills(tile[:, t], static.relevant(t), temporal, position)
         distinct = distinct_children(spatial, E_below, ranks)  # [L, B]

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloop.mapspace import MappingBatch
-from jaxloop.model import access, converters, energy, latency, links, sparse, status, tiling
+from jaxloop.model import access, converters, energy, fold, latency, links, sparse, status, tiling
 
 
 class Stats(NamedTuple):
@@ -87,21 +87,21 @@ def _evaluate(static, arr, batch):
     keep = asked & keepable
     B, L, D = temporal.shape
     # Tiles, accesses, cycles and energy run batch-last ([L, D, B], [L, T, B]): contiguous vector
-    # steps on CPUs. The inputs are transposed once and kept (the barrier stops XLA from
-    # re-reading the strided inputs per use); Stats are batch-first.
+    # steps on CPUs. The inputs are transposed once, as int32 (half the bytes; bounds are below
+    # 2**31, larger factors are clipped and flagged by the status), and kept: the barrier stops
+    # XLA from re-reading the strided inputs per use. Stats are batch-first.
+    clip = lambda x: jnp.minimum(x, 2**31 - 1).astype(jnp.int32)  # noqa: E731
     t_l, s_l, perm_l, keep_l = jax.lax.optimization_barrier(tuple(
-        jnp.stack([x[:, l] for l in range(L)]).transpose(0, 2, 1) for x in (temporal, spatial, perm, keep)))
+        jnp.stack([x[:, l] for l in range(L)]).transpose(0, 2, 1)
+        for x in (clip(batch.temporal), clip(spatial), perm, keep)))
+    t_l, s_l = t_l.astype(jnp.float64), s_l.astype(jnp.float64)
     E_bnd, E_below, E_sp = tiling.extents(t_l, s_l, axis=0)
     tile = jnp.stack([tiling.footprint(E_bnd, r, axis=1) for r in static.ranks], axis=1)  # [L, T, B]
-    has_spatial = jnp.concatenate([jnp.prod(s_l[1:], axis=1) > 1, jnp.zeros((1, B), bool)], axis=0)
-    den = []
-    for t, r in enumerate(static.ranks):
-        above = jnp.concatenate([tiling.footprint(E_sp[1:], r, axis=1), tile[-1:, t]], axis=0)
-        den.append(jnp.where(has_spatial, above, tile[:, t]))
-    part = tiling.partitions(tile, jnp.stack(den, axis=1))
+    inst_above = fold.product(s_l, 1)  # [L, B] spatial fan-out used at each level
+    spread = jnp.stack([tiling.footprint(E_sp, r, axis=1) for r in static.ranks], axis=1)  # [L, T, B]
+    part = tiling.partitions(tile, spread, inst_above)
     reads, fills, updates, t_total = access.accesses(static, t_l, s_l, perm_l, keep_l,
                                                      E_bnd, E_below, E_sp, tile, part)
-    inst_above = jnp.prod(s_l, axis=1)  # [L, B] spatial fan-out used at each level
     above = [jnp.ones(B)]  # utilized instances of level l: spatial fan-out used above it
     for l in range(L - 1, 0, -1):
         above.append(above[-1] * inst_above[l])
@@ -117,7 +117,7 @@ def _evaluate(static, arr, batch):
                 first(part), t_total, first(inst_above), first(instances), r, f, u)
         r, f, u = converters.drop_weight_loading(static, arr, r, f, u)  # analog only
         reads, fills, updates = (last(x) for x in (r, f, u))
-    mac_inst = jnp.prod(inst_above, axis=0)
+    mac_inst = fold.product(inst_above, 0)
     level_cycles, cycles = latency.cycles(arr, t_total, reads, fills, updates)
     conv_counts, conv_energy, analog_cycles, analog_bad = converters.converters(
         static, arr, temporal, sx, sy, keep, instances[0], t_total)
@@ -126,10 +126,12 @@ def _evaluate(static, arr, batch):
     leak = energy.leakage(arr, cycles, instances)
     computes = t_total * mac_inst
     e_mac = computes * arr["e_compute"]
-    total = e_ds.sum(axis=(0, 1)) + leak.sum(axis=0) + e_mac + conv_energy.sum(axis=1)
+    total = fold.total(fold.total(e_ds, 1), 0) + fold.total(leak, 0) + e_mac + conv_energy.sum(axis=1)
     util = computes / arr["mac_instances"] / cycles
+    not_keepable = [asked[:, l, t] for l, row in enumerate(static.keepable) for t, k in enumerate(row) if not k]
+    kept_wrong = fold.any_of(jnp.stack(not_keepable), 0) if not_keepable else False
+    code = status.status(arr, t_l, s_l, keep_l, tile, batch.spatial_x, batch.spatial_y, kept_wrong)
     reads, fills, updates, tile, part, instances = (first(x) for x in (reads, fills, updates, tile, part, instances))
-    code = status.status(arr, temporal, sx, sy, keep, tile, (asked & ~keepable).any(axis=(1, 2)))
     code = code | (analog_bad.astype(code.dtype) << status.FLAG_MEANINGS.index("analog"))
     code = code | (links_inexact.astype(code.dtype) << status.FLAG_MEANINGS.index("links"))
     st = Stats(reads, fills, updates, tile, part, jnp.where(keep.any(axis=2), instances, 0.0), first(e_ds),

@@ -2,6 +2,8 @@
 
 import jax.numpy as jnp
 
+from jaxloop.model import fold
+
 
 def bandwidth_cycles(compute_cycles, reads, writes, read_bw, write_bw, shared_bw):
     """Cycles of storage levels (Timeloop's BufferLevel::ComputePerformance), elementwise.
@@ -26,4 +28,4 @@ def cycles(arr, t_total, reads, fills, updates):
     level = bandwidth_cycles(t_total[None, :], [reads[:, t] for t in range(T)],
                              [fills[:, t] + updates[:, t] for t in range(T)], bw("read_bw"), bw("write_bw"),
                              bw("shared_bw"))
-    return level, jnp.max(level, axis=0)
+    return level, fold.largest(level, 0)

@@ -2,6 +2,8 @@
 
 import jax.numpy as jnp
 
+from jaxloop.model import fold
+
 REASONS = (
     "capacity: tiles kept at a level exceed its size",
     "fanout X: spatial factors along X exceed the level's mesh",
@@ -24,16 +26,18 @@ FLAG_MEANINGS = ("capacity", "fanout_x", "fanout_y", "factors", "keep", "min_uti
                  "sparse_format", "metadata_capacity", "sparse_unsupported", "links")
 
 
-def status(arr, temporal, spatial_x, spatial_y, keep, tile, kept_where_not_keepable=False):
-    """int64 bit field [B]; 0 means valid."""
-    used = jnp.where(keep, tile, 0).sum(axis=2)  # [B, L]
-    cap = (used > arr["size"]).any(axis=1)
-    fx = (jnp.prod(spatial_x, axis=2) > arr["fanout_x"]).any(axis=1)
-    fy = (jnp.prod(spatial_y, axis=2) > arr["fanout_y"]).any(axis=1)
-    prod = jnp.prod(temporal * spatial_x * spatial_y, axis=1)  # [B, D]
-    fac = (prod != arr["bounds"]).any(axis=1)
-    kept = (~keep.any(axis=1)).any(axis=1) | kept_where_not_keepable
-    minu = (used < arr["min_util"] * jnp.where(jnp.isinf(arr["size"]), 0, arr["size"])).any(axis=1)
+def status(arr, temporal, spatial, keep, tile, spatial_x, spatial_y, kept_where_not_keepable=False):
+    """int64 bit field [B]; 0 means valid. Batch-last temporal and spatial (X times Y) [L, D, B],
+    keep and tile [L, T, B]; spatial_x and spatial_y as the batch holds them, [B, L, D]."""
+    used = fold.total(jnp.where(keep, tile, 0), 1)  # [L, B]
+    size = arr["size"][:, None]
+    cap = fold.any_of(used > size, 0)
+    fx = fold.any_of(fold.product(spatial_x.astype(jnp.float64), 2) > arr["fanout_x"], 1)
+    fy = fold.any_of(fold.product(spatial_y.astype(jnp.float64), 2) > arr["fanout_y"], 1)
+    prod = fold.product(temporal * spatial, 0)  # [D, B]
+    fac = fold.any_of(prod != arr["bounds"][:, None], 0)
+    kept = fold.any_of(~fold.any_of(keep, 0), 0) | kept_where_not_keepable
+    minu = fold.any_of(used < arr["min_util"][:, None] * jnp.where(jnp.isinf(size), 0, size), 0)
     bits = [cap, fx, fy, fac, kept, minu]
     return sum(b.astype(jnp.int64) << i for i, b in enumerate(bits))
 

@@ -42,8 +42,8 @@ def distinct_children(spatial, E_below, ranks):
     Timeloop groups children whose deltas are equal (exact multicast). Children differing only
     in irrelevant dims coincide; on a sliding rank W = a*i + b*j two spatial dims can also
     coincide (the sumset of two arithmetic progressions: n1*n2 - (n1-b')(n2-a') collisions).
-    The gcds of all sliding ranks are taken in one call (jnp.gcd is a while loop); the exact
-    quotients by the gcd are float divisions (AVX2 has no integer division).
+    Collisions need both spatial factors above 1; the gcds of all sliding ranks are taken in one
+    call (see gcd).
     """
     out = jnp.ones((spatial.shape[0], spatial.shape[2]), spatial.dtype)
     pairs = []
@@ -54,19 +54,39 @@ def distinct_children(spatial, E_below, ranks):
             (d1, c1), (d2, c2) = r
             pairs.append((spatial[:, d1], spatial[:, d2], c1 * E_below[:, d1], c2 * E_below[:, d2]))
     if pairs:
-        g = jnp.gcd(jnp.stack([p[2] for p in pairs]).astype(jnp.int32),
-                    jnp.stack([p[3] for p in pairs]).astype(jnp.int32)).astype(spatial.dtype)
-        for (n1, n2, a, b), gi in zip(pairs, g):
-            dup = jnp.maximum(0, n1 - b / gi) * jnp.maximum(0, n2 - a / gi)
+        both = [(p[0] > 1) & (p[1] > 1) for p in pairs]  # elsewhere gcd(a, 0) = a: no step to take
+        g = gcd(jnp.stack([p[2] for p in pairs]), jnp.stack([jnp.where(m, p[3], 0.0) for p, m in zip(pairs, both)]))
+        for (n1, n2, a, b), gi, m in zip(pairs, g, both):
+            dup = jnp.where(m, jnp.maximum(0, n1 - b / gi) * jnp.maximum(0, n2 - a / gi), 0.0)
             out = out * (n1 * n2 - dup)
     return out
 
 
-def partitions(tile, den):
-    """Distinct elements an instance ever holds (levels first, [L, ...]):
-    P[L-1] = whole tensor, P[c] = P[c+1]*tile[c]//den[c]."""
+def gcd(a, b, unrolled=4):
+    """Greatest common divisor of non-negative integer-valued floats (exact while a + b < 2**53).
+
+    Euclid's steps with float division (AVX2 has no integer division; jnp.gcd's integer
+    remainder runs a scalar loop): a few steps unrolled as plain vector code, then a loop for
+    whatever has not converged, whose test reads the whole array once per step."""
+    def step(ab):
+        a, b = ab
+        live = b != 0
+        d = jnp.where(live, b, 1.0)
+        return jnp.where(live, b, a), jnp.where(live, a - jnp.floor(a / d) * d, 0.0)
+
+    for _ in range(unrolled):
+        a, b = step((a, b))
+    return lax.while_loop(lambda ab: jnp.any(ab[1] != 0), step, (a, b))[0]
+
+
+def partitions(tile, spread, fanout):
+    """Distinct elements an instance ever holds [L, T, B] (tile, spread [L, T, B]: footprints over
+    each level's tile and over its spatial fan-out; fanout [L, B] used): P[L-1] = whole tensor,
+    P[c] = P[c+1] * tile[c] // den[c], den[c] = spread[c+1] below a used fan-out, else tile[c]."""
     L = tile.shape[0]
     parts = [tile[L - 1]]
     for c in range(L - 2, -1, -1):
-        parts.append(jnp.floor(parts[-1] * tile[c] / den[c]))  # C++ integer division
-    return jnp.stack(parts[::-1], axis=0)
+        den = jnp.where(fanout[c + 1] > 1, spread[c + 1], tile[c])
+        parts.append(jnp.floor(parts[-1] * tile[c] / den))  # C++ integer division
+    # each level's result in its own buffer: the stack would otherwise recompute the chain
+    return jnp.stack(lax.optimization_barrier(parts[::-1]), axis=0)

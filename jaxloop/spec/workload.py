@@ -90,8 +90,8 @@ def parse_problem(problem, where):
         if b is None:
             p.add(where("problem", "instance"), f"missing bound for dimension {d}")
             bounds.append(1)
-        elif not isinstance(b, int) or isinstance(b, bool) or b < 1:
-            p.add(where("problem", "instance", d), f"bound of {d} must be a positive integer, got {b!r}")
+        elif not isinstance(b, int) or isinstance(b, bool) or not 1 <= b < 2**31:
+            p.add(where("problem", "instance", d), f"bound of {d} must be a positive integer below 2**31, got {b!r}")
             bounds.append(1)
         else:
             bounds.append(int(b))
