@@ -89,6 +89,7 @@ from dataclasses import dataclass as _dataclass
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 MAX_TUPLES = 4_000_000  # per dimension
 MAX_STATES = 4_000_000
@@ -515,12 +516,20 @@ class Mapspace:
             return MappingBatch(*(x[:n] for x in self._genome_jit(self.arrays, genome)))
         return self._genome_jit(self.arrays, genome)
 
-    @staticmethod
-    def _divmod(a, b):
-        return a // b, a % b
+    def _divmod(self, a, b):
+        """Quotient and remainder of non-negative int64 arrays. Below 2**53 (every index of a
+        mapspace that small) through a float division, which CPUs vectorize (int64 division is a
+        scalar loop): floor(a / b) is then exact, as no quotient is within a / 2**53 of an integer
+        without being one."""
+        if self.size >= 2**53:
+            return a // b, a % b
+        q = jnp.floor(a.astype(jnp.float64) / b.astype(jnp.float64)).astype(a.dtype)
+        return q, a - q * b
 
     def _decode_flat(self, a, idx):
-        """Traceable: flat indices -> MappingBatch."""
+        """Traceable: flat indices -> MappingBatch. (*) Pieces are materialized before they are
+        stacked: XLA's CPU backend emits a stack with a branch per element and recomputes each
+        piece's producers inside it."""
         D, P = self.D, len(self.pl)
         B = idx.shape[0]
         nbits = len(self.free_keep)
@@ -557,7 +566,8 @@ class Mapspace:
                 qq, rr = self._divmod(ins, k[:, jj] + 1)
                 pos.append(jnp.where(on, rr, -1))
                 ins = jnp.where(on, qq, ins)
-            inspos.append(jnp.stack(pos, axis=1) if P else jnp.zeros((B, 0), jnp.int64))
+            inspos.append(jnp.stack(lax.optimization_barrier(pos), axis=1)  # (*)
+                          if P else jnp.zeros((B, 0), jnp.int64))
             k = k + bits
             s = s + (sg["shift"][j] if nopt > 1 else sg["shift"][0])
             r = rn
@@ -572,7 +582,7 @@ class Mapspace:
                 cols = [jnp.where(on & pl & (c >= p), c + 1, c) for c, pl in zip(cols, placed)]
                 cols.append(jnp.where(on, p, 0))
                 placed.append(on)
-            ranks.append(jnp.stack(cols, axis=1))
+            ranks.append(jnp.stack(lax.optimization_barrier(cols), axis=1))  # (*)
         bits = (bcode[:, None] >> jnp.arange(len(self.free_keep))[None, :]) & 1
         return self._assemble(a, F, ranks, bits.astype(bool))
 
@@ -603,7 +613,7 @@ class Mapspace:
                 xm = a["x_masks"][i][jnp.argmax(ok, axis=1)]
             sx[lv] = jnp.where(xm, f, 1)
             sy[lv] = jnp.where(xm, 1, f)
-        sx, sy = jnp.stack(sx, axis=1), jnp.stack(sy, axis=1)
+        sx, sy = (jnp.stack(lax.optimization_barrier(x), axis=1) for x in (sx, sy))  # (*) in _decode_flat
         # canonical loop order: fixed prefix, free dims (non-unit by rank, then unit ones), fixed suffix;
         # a level that carries no order gets one static order
         rows = []

@@ -360,3 +360,16 @@ def test_fanout_pruning_removes_only_invalid_mappings():
     sp = np.asarray(b.spatial_x) * np.asarray(b.spatial_y)
     too_big = (sp[:, lv] > max(fx, fy)).any(axis=1)
     assert too_big.any() and (st[too_big] != 0).all()
+
+
+def test_float_divmod_is_exact_below_2_53():
+    """The decoder divides indices in float64 when the mapspace has fewer than 2**53 points."""
+    import jax.numpy as jnp
+
+    ms = tl05("null")[2]
+    rng = np.random.default_rng(0)
+    a = np.concatenate([rng.integers(0, 2**53, 20000), rng.integers(0, 1000, 2000), [2**53 - 1, 0]])
+    b = np.concatenate([rng.integers(1, 2**26, 20000), rng.integers(1, 30, 2000), [3, 7]])
+    q, r = (np.asarray(x) for x in ms._divmod(jnp.asarray(a, jnp.int64), jnp.asarray(b, jnp.int64)))
+    assert ms.size < 2**53
+    assert np.array_equal(q, a // b) and np.array_equal(r, a % b)
