@@ -109,10 +109,11 @@ def sliding_fills(tile, E_bnd, E_sp, temporal, position, ranks, boundaries):
                 own = jnp.where(lax.broadcasted_iota(jnp.int32, (D, 1), 0) == e, step[lv, e, None], -inner)
                 x = x + c * (own - below[:, e, None])
             tau.append(lax.optimization_barrier(x))
-        zero = all_of([x == 0 for x in tau])
+        zero = lax.optimization_barrier(all_of([x == 0 for x in tau]))
         k = jnp.where((temporal[lv] > 1) & ~zero, key[lv], U * D)
         first_k = fold.smallest(fold.smallest(k, 1), 0)  # the first non-zero step, in nest order
-        first = [fold.total(fold.total(jnp.where(k == first_k, x, 0.0), 1), 0) for x in tau]
+        at_first = lax.optimization_barrier(k == first_k)
+        first = [fold.total(fold.total(jnp.where(at_first, x, 0.0), 1), 0) for x in tau]
         eq = all_of([x == f for x, f in zip(tau, first)])
         ext = [rank_extents(E_bnd[b], r, axis=0) for r in ranks]
         overlap = functools.reduce(jnp.multiply, [jnp.maximum(0.0, e - jnp.abs(x).astype(f64))
@@ -146,7 +147,7 @@ def accesses(static, temporal, spatial, perm, keep, E_bnd, E_below, E_sp, tile, 
         ca = [t_total * distinct[0]]
         for l in range(1, L):
             ca.append(distinct[l] * jnp.where(kt[l - 1], f_raw[l - 1], ca[-1]))
-        ca = jnp.stack(ca)
+        ca = jnp.stack(lax.optimization_barrier(ca))  # each level in its own buffer, not recomputed per element
         kept_above = [jnp.zeros(B, bool)]  # is there a keeper above level l?
         for l in range(L - 1, 0, -1):
             kept_above.append(kept_above[-1] | kt[l])
