@@ -598,8 +598,10 @@ class Mapspace:
         L, D = self.L, self.D
         B = F.shape[0]
         temporal = jnp.transpose(F[:, :, :L], (0, 2, 1))  # [B, L, D]
-        one = jnp.ones((B, D), F.dtype)
-        sx, sy = [one] * L, [one] * L
+        # X and Y factors [B, L, D]: each spatial level's factors masked in at its level (a stack
+        # of per-level pieces would be a concatenation, emitted with a branch per element)
+        sx = sy = jnp.ones((B, L, D), F.dtype)
+        at = lambda lv: (np.arange(L) == lv)[None, :, None]  # noqa: E731
         for i, lv in enumerate(self.sp_levels):
             f = F[:, :, L + i]  # [B, D]
             masks = self.x_masks[i]
@@ -611,9 +613,8 @@ class Mapspace:
                 ly = lf.sum(axis=1, keepdims=True) - lx
                 ok = (lx <= a["log_fx"][i] + 1e-9) & (ly <= a["log_fy"][i] + 1e-9)
                 xm = a["x_masks"][i][jnp.argmax(ok, axis=1)]
-            sx[lv] = jnp.where(xm, f, 1)
-            sy[lv] = jnp.where(xm, 1, f)
-        sx, sy = (jnp.stack(lax.optimization_barrier(x), axis=1) for x in (sx, sy))  # (*) in _decode_flat
+            sx = jnp.where(at(lv), jnp.where(xm, f, 1)[:, None, :], sx)
+            sy = jnp.where(at(lv), jnp.where(xm, 1, f)[:, None, :], sy)
         # canonical loop order: fixed prefix, free dims (non-unit by rank, then unit ones), fixed suffix;
         # a level that carries no order gets one static order
         rows = []

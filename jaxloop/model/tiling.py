@@ -74,8 +74,9 @@ def gcd(a, b, unrolled=4):
         d = jnp.where(live, b, 1.0)
         return jnp.where(live, b, a), jnp.where(live, a - jnp.floor(a / d) * d, 0.0)
 
-    for _ in range(unrolled):
-        a, b = step((a, b))
+    a, b = lax.optimization_barrier((a, b))
+    for _ in range(unrolled):  # each step in its own buffers: XLA would recompute the chain per use
+        a, b = lax.optimization_barrier(step((a, b)))
     return lax.while_loop(lambda ab: jnp.any(ab[1] != 0), step, (a, b))[0]
 
 
