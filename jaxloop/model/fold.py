@@ -16,25 +16,10 @@ def _fold(op, x, axis):
     return lax.optimization_barrier(out)
 
 
-def total(x, axis):
-    return _fold(jnp.add, x, axis)
-
-
-def product(x, axis):
-    return _fold(jnp.multiply, x, axis)
-
-
-def largest(x, axis):
-    return _fold(jnp.maximum, x, axis)
-
-
-def smallest(x, axis):
-    return _fold(jnp.minimum, x, axis)
-
-
-def any_of(x, axis):
-    return _fold(jnp.logical_or, x, axis)
-
-
-def all_of(x, axis):
-    return _fold(jnp.logical_and, x, axis)
+# each takes (x, axis) and drops the axis
+total = functools.partial(_fold, jnp.add)
+product = functools.partial(_fold, jnp.multiply)
+largest = functools.partial(_fold, jnp.maximum)
+smallest = functools.partial(_fold, jnp.minimum)
+any_of = functools.partial(_fold, jnp.logical_or)
+all_of = functools.partial(_fold, jnp.logical_and)
