@@ -124,15 +124,15 @@ def sliding_fills(tile, E_bnd, E_sp, temporal, position, ranks, boundaries):
     return fills
 
 
-def accesses(static, temporal, spatial, perm, keep, E_bnd, E_below, E_sp, tile, part):
+def accesses(static, temporal, spatial, position, keep, E_bnd, E_below, E_sp, tile, part):
     """Per-instance reads, fills, updates [L, T, B] after bypass routing and read-modify-write,
     and the temporal iterations t_total [B].
 
-    Batch-last throughout (temporal, spatial, perm, E_* [L, D, B]; keep, tile, part [L, T, B]):
+    Batch-last throughout (temporal, spatial, E_* [L, D, B]; position: each dimension's place in
+    its level's loop order [L, D, B]; keep, tile, part [L, T, B]):
     on CPUs each step is then a contiguous vector operation instead of a strided slice. keep
     must already be False where static.keepable is (the kernel's status flags it)."""
     L, D, B = temporal.shape
-    position = inverse(perm, 1)
     t_total = fold.product(fold.product(temporal, 1), 0)
     reads, fills, updates = [], [], []
     for t, ranks in enumerate(static.ranks):

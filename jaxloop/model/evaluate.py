@@ -87,20 +87,23 @@ def _evaluate(static, arr, batch):
     keep = asked & keepable
     B, L, D = temporal.shape
     # Tiles, accesses, cycles and energy run batch-last ([L, D, B], [L, T, B]): contiguous vector
-    # steps on CPUs. The inputs are transposed once, as int32 (half the bytes; bounds are below
-    # 2**31, larger factors are clipped and flagged by the status), and kept: the barrier stops
-    # XLA from re-reading the strided inputs per use. Stats are batch-first.
+    # steps on CPUs. The inputs are transposed once, factors as int32 and loop orders as int8
+    # (fewer bytes; bounds are below 2**31, larger factors are clipped and flagged by the
+    # status), and kept: the barrier stops XLA from re-reading the strided inputs per use.
+    # Stats are batch-first.
     clip = lambda x: jnp.minimum(x, 2**31 - 1).astype(jnp.int32)  # noqa: E731
+    order = batch.perm.astype(jnp.int8 if D < 128 else jnp.int32)
     t_l, s_l, perm_l, keep_l = jax.lax.optimization_barrier(tuple(
         jnp.stack([x[:, l] for l in range(L)]).transpose(0, 2, 1)
-        for x in (clip(batch.temporal), clip(spatial), perm, keep)))
+        for x in (clip(batch.temporal), clip(spatial), order, keep)))
+    position = access.inverse(perm_l, 1).astype(jnp.int32)  # each dimension's place in its level's order
     t_l, s_l = t_l.astype(jnp.float64), s_l.astype(jnp.float64)
     E_bnd, E_below, E_sp = tiling.extents(t_l, s_l, axis=0)
     tile = jnp.stack([tiling.footprint(E_bnd, r, axis=1) for r in static.ranks], axis=1)  # [L, T, B]
     inst_above = fold.product(s_l, 1)  # [L, B] spatial fan-out used at each level
     spread = jnp.stack([tiling.footprint(E_sp, r, axis=1) for r in static.ranks], axis=1)  # [L, T, B]
     part = tiling.partitions(tile, spread, inst_above)
-    reads, fills, updates, t_total = access.accesses(static, t_l, s_l, perm_l, keep_l,
+    reads, fills, updates, t_total = access.accesses(static, t_l, s_l, position, keep_l,
                                                      E_bnd, E_below, E_sp, tile, part)
     above = [jnp.ones(B)]  # utilized instances of level l: spatial fan-out used above it
     for l in range(L - 1, 0, -1):
