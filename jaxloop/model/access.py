@@ -32,24 +32,18 @@ def inverse(perm, axis=-1):
     return jnp.stack([fold.total(jnp.where(perm == d, k, 0), axis) for d in range(D)], axis=axis)
 
 
-def loop_table(temporal, perm, E_sp):
-    """Per loop in nest order (batch-last [L, K, B], level-major, innermost first): bound and
-    stride; and each dimension's place in its level's loop order [L, D, B]."""
-    return permute(temporal, perm, 1), permute(E_sp, perm, 1), inverse(perm, 1)
-
-
-def stationary_fills(tile, rel, temporal, position):
+def stationary_fills(tile, rel, temporal, position, full):
     """Non-sliding fills [L, B] = tile x product of the loop bounds above l from the first
     relevant non-trivial loop outward (inside it the tile stays resident, delta 0).
 
-    Batch-last: tile [L, B], temporal and position [L, D, B]. Per level only the loops ahead of
+    Batch-last: tile and full (product of each level's temporal bounds) [L, B], temporal and
+    position [L, D, B]. Per level only the loops ahead of
     its first relevant loop depend on the order; `position` is each dimension's place in its
     level's permutation (innermost first)."""
     L, D, B = temporal.shape
     rel_nt = jnp.asarray(rel)[None, :, None] & (temporal > 1)  # [L, D, B]
     first = fold.smallest(jnp.where(rel_nt, position, D), 1)  # first relevant loop's place
     ahead = fold.product(jnp.where(position < first[:, None], temporal, 1.0), 1)  # resident run
-    full = fold.product(temporal, 1)  # [L, B]
     has_rel = fold.any_of(rel_nt, 1)
     out = [jnp.ones(B, tile.dtype)]  # top level: nothing above
     acc = jnp.ones(B, tile.dtype)  # product over levels above the current one
@@ -61,9 +55,9 @@ def stationary_fills(tile, rel, temporal, position):
     return tile * jnp.stack(out[::-1], axis=0)
 
 
-def sliding_fills(tile, E_bnd, E_sp, temporal, position, ranks, boundaries):
+def sliding_fills(tile, E_bnd, E_sp, temporal, position, full, ranks, boundaries):
     """Fills of a sliding tensor [L, B]: Timeloop's delta + stride rule in closed form (batch-last:
-    tile [L, B]; E_bnd, E_sp, temporal and position [L, D, B]).
+    tile and full [L, B]; E_bnd, E_sp, temporal and position [L, D, B]).
 
     Timeloop walks each loop above a boundary at iterations 0 and 1 and weights iteration 1 by
     bound - 1, so the boundary sees the odometer S_k = S_{k-1}, step tau_k, S_{k-1} over the
@@ -83,10 +77,9 @@ def sliding_fills(tile, E_bnd, E_sp, temporal, position, ranks, boundaries):
     f32, f64 = jnp.float32, jnp.float64
     all_of = lambda xs: functools.reduce(jnp.logical_and, xs)  # noqa: E731
     lo = min(boundaries) + 1  # only the loops above the lowest boundary matter
-    temporal, position, U = temporal[lo:], position[lo:], L - lo
+    temporal, position, full, U = temporal[lo:], position[lo:], full[lo:], L - lo
     # each active loop's move along its dimension, materialized once for the terms below
     step = lax.optimization_barrier(jnp.where(temporal > 1, E_sp[lo:], 0.0).astype(f32))
-    full = fold.product(temporal, 1)  # [U, B]
     # Stacks would be concatenations, which XLA's CPU backend emits with a branch per element:
     # per-level terms are broadcast against a level iota and masked instead.
     level = lax.broadcasted_iota(jnp.int32, (U, 1, 1), 0)
@@ -133,14 +126,15 @@ def accesses(static, temporal, spatial, position, keep, E_bnd, E_below, E_sp, ti
     on CPUs each step is then a contiguous vector operation instead of a strided slice. keep
     must already be False where static.keepable is (the kernel's status flags it)."""
     L, D, B = temporal.shape
-    t_total = fold.product(fold.product(temporal, 1), 0)
+    full = fold.product(temporal, 1)  # [L, B] iterations of each level's temporal loops
+    t_total = fold.product(full, 0)
     reads, fills, updates = [], [], []
     for t, ranks in enumerate(static.ranks):
         if static.sliding(t):
             bnd = tuple(l for l in range(L - 1) if static.keepable[l][t])
-            f_raw = sliding_fills(tile[:, t], E_bnd, E_sp, temporal, position, ranks, bnd)
+            f_raw = sliding_fills(tile[:, t], E_bnd, E_sp, temporal, position, full, ranks, bnd)
         else:
-            f_raw = stationary_fills(tile[:, t], static.relevant(t), temporal, position)
+            f_raw = stationary_fills(tile[:, t], static.relevant(t), temporal, position, full)
         distinct = distinct_children(spatial, E_below, ranks)  # [L, B]
         kt = keep[:, t]
         # Content accesses: what each level serves to the nearest keeper below it (MaskTiles).

@@ -43,7 +43,7 @@ default `Mapping.spatial_perm`; a MappingBatch carries no spatial order).
 
 import jax.numpy as jnp
 
-from jaxloop.model.access import loop_table
+from jaxloop.model.access import permute
 from jaxloop.model.tiling import rank_extents
 
 
@@ -187,8 +187,7 @@ def link_transfers(static, temporal, sx, sy, perm, keep, E_bnd, E_below, E_sp, t
     B, L, D = temporal.shape
     if not static.fanout or all(px * py <= 1 for px, py in static.fanout):
         return reads, fills, updates, jnp.zeros(B, bool)
-    last = lambda x: jnp.moveaxis(x, 0, -1)  # noqa: E731
-    n, v = (jnp.moveaxis(x, -1, 0) for x in loop_table(last(temporal), last(perm), last(E_sp))[:2])
+    n, v = permute(temporal, perm), permute(E_sp, perm)  # per loop in nest order: bound and stride
     zero = jnp.zeros(B)
     terms = {l: _level_terms(static, l, temporal, sx, sy, n, v, perm, E_bnd, E_below, tile)
              for l in range(L) if static.fanout[l][0] * static.fanout[l][1] > 1}
