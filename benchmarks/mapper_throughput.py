@@ -4,8 +4,10 @@
 
 Cases: tl05-null (the conv1d exercise, no constraints) and tl06 (VGG02 layer 5 on Eyeriss
 with the design's constraints). For each chunk size: steady-state throughput of the whole
-exhaustive loop (compile excluded: a warm-up run first), and, separately, decode alone and the
-kernel alone on the same chunks, so the kernel's share of the time is known. Then the time to
+exhaustive loop (compile and worker start-up excluded: a warm-up run first), on one worker
+process per core (jaxloop.workers: what `jaxloop map` runs for long searches; the headline
+figure) and in this process (one device per core); and, separately, decode alone and the
+kernel alone on the same chunks, sharded over this process's devices. Then the time to
 exhaust each mapspace: measured for tl05-null (one full run), extrapolated from the steady
 rate when it would exceed 10 minutes. Writes benchmarks/results/mapper_throughput.json.
 """
@@ -32,6 +34,8 @@ from jaxloop.energy.ert import load_tables  # noqa: E402
 from jaxloop.mapspace import MappingBatch, Mapspace  # noqa: E402
 from jaxloop.model.evaluate import evaluate, shard  # noqa: E402
 from jaxloop.search import Evaluator, Objective, _host, exhaustive  # noqa: E402
+from jaxloop.workers import Workers  # noqa: E402
+from jaxloop.workers import wanted as wanted_workers  # noqa: E402
 
 REF = REPO.parent / "shared" / "reference" / "timeloop"
 CASES = {
@@ -71,18 +75,31 @@ def bench_case(name, chunks, seconds, full_limit):
         t = time.time()
         jax.block_until_ready(ev.range(0, ms.size))
         compile_s = time.time() - t
-        exhaustive(ms, static, karr, obj, progress=False, evaluator=ev, budget=2 * B)  # warm-up (host paths)
-        # the whole exhaustive loop (pipelined dispatch, host merges), steady state; best and median of 3
         n_chunks = max(4, int(seconds * (3e5 if name == "tl05-null" else 4e4) / B))
-        loops = []
-        for rep in range(3):
-            load = os.getloadavg()[0]
-            r0, t = resource.getrusage(resource.RUSAGE_SELF), time.time()
-            res = exhaustive(ms, static, karr, obj, progress=False, evaluator=ev, budget=n_chunks * B)
-            wall, r1 = time.time() - t, resource.getrusage(resource.RUSAGE_SELF)
-            cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-            loops.append((res.reduction.evaluated / wall, res.reduction.evaluated / cpu, load))
-        e2e = max(x[0] for x in loops)
+
+        def loop(runner):
+            """The whole exhaustive loop (pipelined dispatch, host merges), steady state: (best,
+            median) mappings/s of 3 runs, CPU seconds of this process per mapping, load."""
+            exhaustive(ms, static, karr, obj, progress=False, evaluator=runner, budget=2 * B)  # warm-up (host paths)
+            runs = []
+            for rep in range(3):
+                load = os.getloadavg()[0]
+                r0, t = resource.getrusage(resource.RUSAGE_SELF), time.time()
+                res = exhaustive(ms, static, karr, obj, progress=False, evaluator=runner, budget=n_chunks * B)
+                wall, r1 = time.time() - t, resource.getrusage(resource.RUSAGE_SELF)
+                cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+                runs.append((res.reduction.evaluated / wall, res.reduction.evaluated / cpu, load))
+            return runs
+
+        loops = loop(ev)  # in this process, one device per core
+        n_workers = wanted_workers(None, 1, 0)  # what `jaxloop map` starts for long runs: one per core
+        wl, start_s = None, None
+        if n_workers and B % n_workers == 0:
+            t = time.time()
+            with Workers(ev, n_workers) as w:
+                start_s = time.time() - t
+                wl = loop(w)
+        e2e = max(x[0] for x in (wl or loops))
         # pieces on the same chunk, sharded over the host devices like the step: decode alone, kernel
         # alone (on the decoded batch), and the full step (decode + kernel + reduce, results on host)
         start = int(rng.integers(0, max(1, ms.size - B)))
@@ -94,16 +111,19 @@ def bench_case(name, chunks, seconds, full_limit):
         t_step, _ = timed(lambda: [_host(o, ev.topk) for _, o in ev.range(start, ms.size)], seconds / 4)
         row = {"chunk": B, "compile_s": round(compile_s, 2),
                "exhaustive_loop_mappings_per_s": e2e,
-               "exhaustive_loop_median_mappings_per_s": float(np.median([x[0] for x in loops])),
-               "exhaustive_loop_mappings_per_cpu_s": float(np.median([x[1] for x in loops])),
-               "exhaustive_loop_mappings": n_chunks * B, "load_average_1min": [x[2] for x in loops],
+               "workers": n_workers if wl else 0, "workers_start_s": start_s,
+               "workers_loop_mappings_per_s": [x[0] for x in wl] if wl else None,
+               "in_process_loop_mappings_per_s": [x[0] for x in loops],
+               "in_process_loop_mappings_per_cpu_s": float(np.median([x[1] for x in loops])),
+               "exhaustive_loop_mappings": n_chunks * B, "load_average_1min": [x[2] for x in (wl or []) + loops],
                "decode_only_mappings_per_s": B / t_dec, "kernel_only_mappings_per_s": B / t_eval,
                "step_mappings_per_s": B / t_step,
                "kernel_share_of_step": t_eval / t_step, "decode_alone_vs_step": t_dec / t_step}
         out["chunks"].append(row)
-        print(f"{name} chunk {B}: loop {e2e:,.0f}/s (median {row['exhaustive_loop_median_mappings_per_s']:,.0f}/s, "
-              f"load {loops[0][2]:.1f}); step {B / t_step:,.0f}/s; decode {B / t_dec:,.0f}/s; kernel "
-              f"{B / t_eval:,.0f}/s (kernel = {100 * t_eval / t_step:.0f}% of the step)", flush=True)
+        rates = lambda runs: "/".join(f"{x[0] / 1e3:,.0f}k" for x in runs)  # noqa: E731
+        print(f"{name} chunk {B}: loop {e2e:,.0f}/s; on {n_workers} workers {rates(wl) if wl else '-'} "
+              f"(started in {start_s or 0:.1f} s), in process {rates(loops)} (load {loops[0][2]:.1f}); in-process "
+              f"step {B / t_step:,.0f}/s, decode {B / t_dec:,.0f}/s, kernel {B / t_eval:,.0f}/s", flush=True)
         if best is None or e2e > best[1]:
             best = (B, e2e, ev)
     B, rate, ev = best

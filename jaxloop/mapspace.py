@@ -416,9 +416,20 @@ class Mapspace:
         self.size = self.n_orders * self.nb
         self.if_size = math.prod(int(t.shape[0]) for t in self.tables)
         self.static = _Static(L, D, T, S, self.sp_levels, self.pl, self.caps, self.nb, self.free_keep, self.flat)
+        self._device_state()
+
+    def _device_state(self):
         self.arrays = self._device_arrays()
         self._decode_jit = jax.jit(self._decode_flat)
         self._genome_jit = jax.jit(self._decode_genome)
+
+    def __getstate__(self):
+        """Picklable (for worker processes): the host state; device arrays are rebuilt on load."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("arrays", "_decode_jit", "_genome_jit")}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._device_state()
 
     # ------------------------------------------------------------------ description
     def describe(self):
@@ -479,20 +490,22 @@ class Mapspace:
     # ------------------------------------------------------------------ device tables
     def _device_arrays(self):
         D, P = self.D, len(self.pl)
-        a = {"tables": [jnp.asarray(t) for t in self.tables],
+        num = np.float64 if self._exact_float else np.int64  # see _decode_flat
+        a = {"tables": [jnp.asarray(t, jnp.int32) for t in self.tables],  # factors: bounds are below 2**31
              "keep_base": jnp.asarray(self.keep_base),
              "x_masks": [jnp.asarray(m) for m in self.x_masks],
              "log_fx": jnp.asarray(np.log([self.fanout[lv][0] for lv in self.sp_levels], dtype=np.float64)),
              "log_fy": jnp.asarray(np.log([self.fanout[lv][1] for lv in self.sp_levels], dtype=np.float64))}
         if self.flat:
-            a["C"] = [jnp.asarray(c) for c in self.C]
+            a["C"] = [jnp.asarray(c.astype(num)) for c in self.C]
         sig = []
         for d in range(D):
             opts = self.sig_opts[d]
             bits = np.array([[(int(s) >> j) & 1 for j in range(P)] for s in opts], np.int64).reshape(len(opts), P)
-            sig.append({"bits": jnp.asarray(bits), "n": jnp.asarray(self.sig_n[d]), "off": jnp.asarray(self.sig_off[d]),
+            sig.append({"bits": jnp.asarray(bits.astype(num)), "n": jnp.asarray(np.asarray(self.sig_n[d]).astype(num)),
+                        "off": jnp.asarray(self.sig_off[d], jnp.int32),
                         "shift": jnp.asarray(bits @ np.array(self.stride, np.int64).reshape(P) if P else
-                                             np.zeros(len(opts), np.int64))})
+                                             np.zeros(len(opts), np.int64), jnp.int32)})
         a["sig"] = sig
         return a
 
@@ -516,60 +529,90 @@ class Mapspace:
             return MappingBatch(*(x[:n] for x in self._genome_jit(self.arrays, genome)))
         return self._genome_jit(self.arrays, genome)
 
+    @property
+    def _exact_float(self):
+        """Index arithmetic in float64 (exact: every index and count is below 2**53)? AVX2 has
+        no int64 multiply, division or int64 <-> float conversion: those run as scalar code."""
+        return self.size < 2**53
+
     def _divmod(self, a, b):
-        """Quotient and remainder of non-negative int64 arrays. Below 2**53 (every index of a
-        mapspace that small) through a float division, which CPUs vectorize (int64 division is a
-        scalar loop): floor(a / b) is then exact, as no quotient is within a / 2**53 of an integer
-        without being one."""
-        if self.size >= 2**53:
-            return a // b, a % b
-        q = jnp.floor(a.astype(jnp.float64) / b.astype(jnp.float64)).astype(a.dtype)
-        return q, a - q * b
+        """Quotient and remainder of non-negative integer arrays: floats (exact below 2**53: no
+        quotient is within a / 2**53 of an integer without being one) or int64."""
+        if a.dtype == jnp.float64:
+            q = jnp.floor(a / b)
+            return q, a - q * b
+        return a // b, a % b
 
     def _decode_flat(self, a, idx):
-        """Traceable: flat indices -> MappingBatch. (*) Pieces are materialized before they are
-        stacked: XLA's CPU backend emits a stack with a branch per element and recomputes each
-        piece's producers inside it."""
+        """Traceable: flat indices -> MappingBatch (factors int32). `idx` [B] int64, or float64
+        holding integers when the mapspace has fewer than 2**53 points (then all arithmetic is in
+        float64; gather indices are int32). (*) Pieces are materialized before they are stacked:
+        XLA's CPU backend emits a stack with a branch per element and recomputes each piece's
+        producers inside it."""
         D, P = self.D, len(self.pl)
         B = idx.shape[0]
-        nbits = len(self.free_keep)
-        r = idx >> nbits  # bypass is the fastest digit, nb = 2**nbits
-        bcode = idx & (self.nb - 1)
-        s = jnp.zeros(B, jnp.int64)
-        k = jnp.zeros((B, P), jnp.int64)
+        num = jnp.float64 if self._exact_float else jnp.int64
+        gi = lambda x: x.astype(jnp.int32)  # noqa: E731  a gather index
+        idx = idx.astype(num)
+        if num == jnp.float64:  # bypass is the fastest digit
+            r, bcode = self._divmod(idx, jnp.asarray(self.nb, num))
+        else:
+            r, bcode = idx >> len(self.free_keep), idx & (self.nb - 1)
+        # Batch vectors ([B]) only, with the signature tables as static constants: XLA vectorizes
+        # along the minor axis, and would run [B, options] arrays (3 or 4 wide) and their
+        # reductions at a fraction of the rate.
+        s = jnp.zeros(B, jnp.int32)  # offset of the inserted-loop counts so far in the next count table
+        k = [jnp.zeros(B, num) for _ in range(P)]  # free non-unit dims inserted so far per order level
         facs, inspos = [], []
+
+        def pick(j, vals):  # vals[j] per batch entry (j in [0, len(vals)))
+            out = vals[0]
+            for o in range(1, len(vals)):
+                out = jnp.where(j == o, vals[o], out)
+            return out
+
         for d in range(D):
-            sg = a["sig"][d]
-            nopt = len(self.sig_opts[d])
-            if nopt == 1:
+            Cn = a["C"][d + 1]
+            opts = [[(int(g) >> jj) & 1 for jj in range(P)] for g in self.sig_opts[d]]
+            shift = [sum(b * self.stride[jj] for jj, b in enumerate(o)) for o in opts]
+            off = [int(x) for x in self.sig_off[d]]
+
+            def inserts(o):  # orders of the option's inserted loops among those already there
+                out = jnp.ones(B, num)
+                for jj in range(P):
+                    if opts[o][jj]:
+                        out = out * (k[jj] + 1)
+                return out
+
+            if len(opts) == 1:
                 j = jnp.zeros(B, jnp.int32)
-                bits = jnp.broadcast_to(sg["bits"][0], (B, P))
-                nxt = a["C"][d + 1][s + sg["shift"][0]]
-                ins_n = jnp.prod(jnp.where(bits == 1, k + 1, 1), axis=1) if P else jnp.ones(B, jnp.int64)
+                nxt, ins_n = Cn[s + shift[0]], inserts(0)
             else:
-                cn = a["C"][d + 1][jnp.minimum(s[:, None] + sg["shift"][None, :], a["C"][d + 1].shape[0] - 1)]
-                ins_all = jnp.prod(jnp.where(sg["bits"][None] == 1, k[:, None, :] + 1, 1), axis=2)  # [B, nopt]
-                w = sg["n"][None, :] * ins_all * cn
-                cum = jnp.cumsum(w, axis=1)
-                j = jnp.sum(cum <= r[:, None], axis=1).astype(jnp.int32)
-                prev = jnp.where(j > 0, jnp.take_along_axis(cum, jnp.maximum(j - 1, 0)[:, None], axis=1)[:, 0], 0)
-                r = r - prev
-                nxt = jnp.take_along_axis(cn, j[:, None], axis=1)[:, 0]
-                ins_n = jnp.take_along_axis(ins_all, j[:, None], axis=1)[:, 0]
-                bits = sg["bits"][j]
+                cn = [Cn[jnp.minimum(s + shift[o], Cn.shape[0] - 1)] for o in range(len(opts))]
+                ins_all = [inserts(o) for o in range(len(opts))]
+                cum = [int(self.sig_n[d][0]) * ins_all[0] * cn[0]]
+                for o in range(1, len(opts)):
+                    cum.append(cum[-1] + int(self.sig_n[d][o]) * ins_all[o] * cn[o])
+                cum = lax.optimization_barrier(cum)
+                j = sum((c <= r).astype(jnp.int32) for c in cum)
+                r = r - pick(j, [jnp.zeros(B, num)] + cum[:-1])
+                nxt, ins_n = pick(j, cn), pick(j, ins_all)
+            # each step materialized: XLA would recompute the chain in every consumer (and per
+            # gathered element)
+            j, r, nxt, ins_n = lax.optimization_barrier((j, r, nxt, ins_n))
             q, rn = self._divmod(r, nxt)
             i, ins = self._divmod(q, ins_n)
-            facs.append(a["tables"][d][sg["off"][j] + i])
+            row, rn, ins = lax.optimization_barrier((pick(j, off) + gi(i), rn, ins))
+            facs.append(a["tables"][d][row])
             pos = []
             for jj in range(P):
-                on = bits[:, jj] == 1
-                qq, rr = self._divmod(ins, k[:, jj] + 1)
-                pos.append(jnp.where(on, rr, -1))
+                on = pick(j, [o[jj] for o in opts]) == 1
+                qq, rr = self._divmod(ins, k[jj] + 1)
+                pos.append(jnp.where(on, gi(rr), -1))
                 ins = jnp.where(on, qq, ins)
-            inspos.append(jnp.stack(lax.optimization_barrier(pos), axis=1)  # (*)
-                          if P else jnp.zeros((B, 0), jnp.int64))
-            k = k + bits
-            s = s + (sg["shift"][j] if nopt > 1 else sg["shift"][0])
+                k[jj] = k[jj] + on
+            pos, k, s = lax.optimization_barrier((pos, k, s + pick(j, shift)))
+            inspos.append(pos)
             r = rn
         F = jnp.stack(facs, axis=1)  # [B, D, S]
         # insertion codes -> final rank among the free non-unit dims of each order level
@@ -577,22 +620,22 @@ class Mapspace:
         for jj, lv in enumerate(self.pl):
             cols, placed = [], []  # per free dim: rank so far, inserted?
             for d in self.free_dims[lv]:
-                p = inspos[d][:, jj].astype(jnp.int32)
+                p = inspos[d][jj]
                 on = p >= 0
                 cols = [jnp.where(on & pl & (c >= p), c + 1, c) for c, pl in zip(cols, placed)]
                 cols.append(jnp.where(on, p, 0))
                 placed.append(on)
-            ranks.append(jnp.stack(lax.optimization_barrier(cols), axis=1))  # (*)
-        bits = (bcode[:, None] >> jnp.arange(len(self.free_keep))[None, :]) & 1
+            ranks.append(lax.optimization_barrier(cols))
+        bits = (gi(bcode)[:, None] >> jnp.arange(len(self.free_keep), dtype=jnp.int32)[None, :]) & 1
         return self._assemble(a, F, ranks, bits.astype(bool))
 
     def _decode_genome(self, a, genome):
         F, prio, bits = genome
-        ranks = [prio[:, lv, :][:, np.array(self.free_dims[lv])].astype(jnp.int32) for lv in self.pl]
+        ranks = [[prio[:, lv, d].astype(jnp.int32) for d in self.free_dims[lv]] for lv in self.pl]
         return self._assemble(a, F, ranks, bits)
 
     def _assemble(self, a, F, ranks, bits):
-        """Factors [B, D, S], per order level a rank key [B, f] for its free dims (only the order of
+        """Factors [B, D, S], per order level rank keys ([B] each) of its free dims (only the order of
         the non-unit ones counts), bypass bits [B, nfree] -> MappingBatch with canonical loop orders
         and a fitting X/Y split."""
         L, D = self.L, self.D
@@ -624,13 +667,12 @@ class Mapspace:
             if lv not in rank_of:
                 rows.append(jnp.broadcast_to(jnp.asarray(row), (B, D)))
                 continue
-            fd = np.array(self.free_dims[lv])
+            fd = self.free_dims[lv]
             f = len(fd)
-            nonunit = temporal[:, lv][:, fd] > 1
-            key = jnp.where(nonunit, rank_of[lv], D + jnp.arange(f, dtype=jnp.int32)[None, :])
-            pos = jnp.sum(key[:, None, :] < key[:, :, None], axis=2)  # [B, f] position of each free dim
-            seg = jnp.sum(jnp.where(pos[:, :, None] == jnp.arange(f)[None, None, :],
-                                    jnp.asarray(fd, jnp.int32)[None, :, None], 0), axis=1).astype(jnp.int32)
+            key = [jnp.where(F[:, d, lv] > 1, rk, D + e) for e, (d, rk) in enumerate(zip(fd, rank_of[lv]))]
+            pos = [sum((key[e2] < key[e]).astype(jnp.int32) for e2 in range(f)) for e in range(f)]  # of each free dim
+            seg = [sum(jnp.where(pos[e] == p, jnp.int32(d), 0) for e, d in enumerate(fd)) for p in range(f)]
+            seg = jnp.stack(lax.optimization_barrier(seg), axis=1)  # [B, f] the free dims in loop order
             st = self.free_start[lv]
             rows.append(jnp.concatenate([jnp.broadcast_to(jnp.asarray(row[:st]), (B, st)), seg,
                                          jnp.broadcast_to(jnp.asarray(row[st + f:]), (B, D - st - f))], axis=1))

@@ -38,6 +38,8 @@ from jaxloop.errors import SpecError
 from jaxloop.mapspace import MappingBatch, prime_factors
 from jaxloop.model.evaluate import evaluate
 from jaxloop.model.status import FLAG_MEANINGS
+from jaxloop.workers import Workers
+from jaxloop.workers import wanted as wanted_workers
 
 TOLERANCE = 1e-3
 UTILIZATION_BIT = 16  # search-level status bit: below the constraints' min utilization/parallelism
@@ -47,6 +49,7 @@ E_RANGE = (-3.0, 21.0)  # log10(pJ) histogram range
 C_RANGE = (0.0, 20.0)  # log10(cycles)
 BINS_PER_DECADE = 20
 CHECKPOINT_VERSION = 1
+WORKERS_MIN = 1 << 23  # exhaustive runs this long (~10 s on two cores) start worker processes
 ALGORITHMS = ("exhaustive", "random", "random-pruned", "hybrid")
 _ALIASES = {"linear_pruned": "exhaustive", "linear-pruned": "exhaustive", "exhaustive": "exhaustive",
             "random": "random", "random_pruned": "random-pruned", "random-pruned": "random-pruned",
@@ -408,8 +411,9 @@ class Evaluator:
 
     # -- the three step kinds
     def _step_range(self, arrays, start, end):
-        idx = start + jnp.arange(self.step, dtype=jnp.int64)
-        mask = idx < end
+        num = jnp.float64 if self.ms._exact_float else jnp.int64  # as the decode computes (mapspace.py)
+        idx = start.astype(num) + jnp.arange(self.step, dtype=num)
+        mask = idx < end.astype(num)
         idx = jnp.where(mask, idx, start)
         out, _ = self._run(self.ms._decode_flat(arrays, idx), mask)
         return out
@@ -434,6 +438,11 @@ class Evaluator:
         out["penalty"] = self.penalty(batch, stats)
         return out
 
+    @property
+    def width(self):
+        """Pieces computed concurrently (one per device)."""
+        return len(self.devices)
+
     def range(self, start, end):
         """Indices [start, start + chunk) below `end`: [(piece start, step output)], one piece of
         `step` indices per device, computed concurrently."""
@@ -445,6 +454,10 @@ class Evaluator:
             out.append((s, self._range(self._arrays[d], jax.device_put(jnp.int64(s), dev),
                                        jax.device_put(jnp.int64(end), dev))))
         return out
+
+    def pieces(self, start, end):
+        """As range(), with fetch() in place of each output: the piece's reductions as numpy."""
+        return [(s, lambda o=o: _host(o, self.topk)) for s, o in self.range(start, end)]
 
     def indices(self, idx):
         return self._idx(self.ms.arrays, idx)
@@ -545,10 +558,14 @@ def _save_rows_atomic(path, rows):
 
 def exhaustive(ms, static, karr, objective, *, chunk=1 << 14, topk=10, keep_all=False, budget=None,
                time_limit=None, checkpoint=None, checkpoint_every=30.0, restart=False, progress=True,
-               evaluator=None):
+               evaluator=None, workers=None):
     """Walk indices 0 .. size-1 (or the first `budget`) in fixed chunks. With `checkpoint`, the
     next index and the partial reductions are written atomically every `checkpoint_every` seconds
-    and on Ctrl-C; rerunning with the same arguments resumes there and ends with the same result."""
+    and on Ctrl-C; rerunning with the same arguments resumes there and ends with the same result.
+
+    `evaluator`: an Evaluator, or a jaxloop.workers.Workers running one. `workers`: worker
+    processes (jaxloop.workers): by default one per core on CPUs for runs of at least
+    WORKERS_MIN mappings; 0 runs in this process. The result does not depend on it."""
     if not ms.flat:
         raise SpecError(f"the mapspace has {ms.size:.3e} mappings: too many to enumerate (use random or hybrid)")
     ev = evaluator or Evaluator(ms, static, karr, objective, topk, chunk, keep_rows=keep_all)
@@ -579,6 +596,11 @@ def exhaustive(ms, static, karr, objective, *, chunk=1 << 14, topk=10, keep_all=
             print(f"resuming from checkpoint {ck} at index {start:,} of {end:,}", flush=True)
         elif state:
             print(f"note: checkpoint {ck} is for a different run; starting over")
+    run = own = ev
+    if not isinstance(ev, Workers):
+        n = wanted_workers(workers, end - start, WORKERS_MIN)
+        if n and ev.chunk % n == 0:
+            run = own = Workers(ev, n)
     bar = _Progress(end, progress, "exhaustive", objective, initial=start)
     t0 = time.time()
     last_ck = t0
@@ -604,7 +626,6 @@ def exhaustive(ms, static, karr, objective, *, chunk=1 << 14, topk=10, keep_all=
                                "reduction": red.to_json(), "row_parts": saved_parts})
 
     def finish(s, out):
-        out = _host(out, ev.topk)
         red.merge(objective, out, lambda kind, rows_: s + int(out["best_pos"]) if kind == "best"
                   else [s + int(p) for p in out["top_pos"][rows_]])
         if keep_all:
@@ -619,14 +640,14 @@ def exhaustive(ms, static, karr, objective, *, chunk=1 << 14, topk=10, keep_all=
         try:
             s = start
             while s < end or pending:
-                if s < end and len(pending) < 2 * len(ev.devices) and not stop.requested:
-                    pending.extend(ev.range(s, end))  # one piece per device
+                if s < end and len(pending) < 2 * run.width and not stop.requested:
+                    pending.extend(run.pieces(s, end))  # one piece per device or worker
                     s += ev.chunk
                     continue
                 if not pending:
                     break
-                ps, out = pending.pop(0)
-                finish(ps, out)
+                ps, fetch = pending.pop(0)
+                finish(ps, fetch())
                 nxt = min(ps + ev.step, end)
                 now = time.time()
                 if stop.requested:
@@ -640,6 +661,8 @@ def exhaustive(ms, static, karr, objective, *, chunk=1 << 14, topk=10, keep_all=
                     s = end  # no new chunks; drain the pending ones
         finally:
             bar.close()
+            if own is not ev:
+                own.close()
     complete = nxt >= ms.size
     if ck:
         if complete:

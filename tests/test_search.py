@@ -165,6 +165,42 @@ def test_checkpoint_resume_in_process(tmp_path):
     assert (np.sort(rest.all_rows["index"]) == np.arange(ms.size)).all()
 
 
+def test_workers_give_the_in_process_result():
+    """Exhaustive on two worker processes (jaxloop.workers): the same best, top-k, histograms,
+    invalid counts and every row as in this process; and a worker's failure is an error here."""
+    from jaxloop.workers import Workers
+
+    spec, ms, static, karr, obj, ev = setup("null")
+    full = full_run("null")
+    with Workers(ev, 2) as w:
+        assert w.step == CHUNK // 2
+        res = exhaustive(ms, static, karr, obj, keep_all=True, progress=False, evaluator=w)
+    r, f = res.reduction, full.reduction
+    assert res.complete and r.evaluated == f.evaluated == ms.size and r.valid == f.valid
+    assert res.best_index == full.best_index and res.best_values == full.best_values
+    assert res.top_index == full.top_index
+    for a, b in ((r.hist_energy, f.hist_energy), (r.hist_cycles, f.hist_cycles), (r.invalid_bits, f.invalid_bits)):
+        assert (a == b).all()
+    for k in ("index", "energy", "cycles", "status"):
+        assert np.array_equal(res.all_rows[k], full.all_rows[k])
+    with pytest.raises(ValueError, match="equal pieces"):
+        Workers(ev, 3)
+
+
+def _children(pid):
+    """PIDs of the live processes whose parent is `pid`."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                stat = open(f"/proc/{d}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(d))
+    return out
+
+
 def _map_cmd(out, extra=()):
     return [sys.executable, "-m", "jaxloop.commands.map", *map(str, files("null")), "--ert",
             str(TL05["null"] / "ERT.yaml"), "--search", "exhaustive", "--chunk", str(CHUNK), "--no-progress",
@@ -172,12 +208,22 @@ def _map_cmd(out, extra=()):
             str(out / "run.ckpt"), "--checkpoint-every", "0", "--keep-all", *extra]
 
 
-def _run_until(cmd, ck, at, sig, env):
-    """Start `cmd`, send `sig` once its checkpoint reaches index `at`; returns (returncode, output, next)."""
+def _alive(pid):
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _run_until(cmd, ck, at, sig, env, watch=None):
+    """Start `cmd`, send `sig` once its checkpoint reaches index `at`; returns (returncode, output, next).
+    `watch`: a list that receives the PIDs of the command's child processes just before the signal."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     sent = None
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
+        if watch is not None:
+            watch[:] = _children(proc.pid)
         try:
             state = json.loads(ck.read_text())
         except (OSError, ValueError):
@@ -197,14 +243,22 @@ def test_sigkill_and_resume(tmp_path):
     the same command then resumes once more and ends with the same best mapping as an
     uninterrupted run."""
     env = SUB_ENV
+    workers = []
     full = full_run("null")  # compiles the step the subprocesses load from the shared cache
     ck = tmp_path / "run.ckpt"
     rc, out, at = _run_until(_map_cmd(tmp_path), ck, 20 * CHUNK, signal.SIGINT, env)
     assert rc == 130 and "interrupted: checkpoint left" in out, out[-2000:]
     first = int(json.loads(ck.read_text())["next"])
     assert first >= at
-    rc, out, at = _run_until(_map_cmd(tmp_path), ck, first + 40 * CHUNK, signal.SIGKILL, env)
+    # the resumed run on two worker processes: killing it leaves no worker behind
+    rc, out, at = _run_until(_map_cmd(tmp_path, ["--workers", "2"]), ck, first + 40 * CHUNK, signal.SIGKILL, env,
+                             watch=workers)
     assert rc == -signal.SIGKILL and "resuming from checkpoint" in out
+    assert len(workers) == 2
+    deadline = time.time() + 30
+    while time.time() < deadline and any(os.path.exists(f"/proc/{w}") and _alive(w) for w in workers):
+        time.sleep(0.1)
+    assert not any(os.path.exists(f"/proc/{w}") and _alive(w) for w in workers)
     state = json.loads(ck.read_text())  # the checkpoint survived the kill intact
     assert first < int(state["next"]) < 263_360
     out = subprocess.run(_map_cmd(tmp_path), capture_output=True, text=True, env=env, timeout=300)

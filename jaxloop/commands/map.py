@@ -58,8 +58,12 @@ def add_parser(subparsers):
     p.add_argument("--json", metavar="BEST.json", help="write the best mapping's statistics (as `jaxloop model --json`)")
     p.add_argument("--size", action="store_true", help="print the exact mapspace size and its factors, then exit")
     p.add_argument("--chunk", type=int, default=None, metavar="N",
-                   help="mappings per step, split over the local devices (default 2048 per device, 1024 for sparse "
-                        "designs)")
+                   help="mappings per step, split over the local devices or workers (default 8192 per device, 1024 "
+                        "for sparse designs)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="exhaustive: run the steps on N worker processes, one device each, pinned to a core (default: "
+                        "one per core on CPUs for runs of at least 2**23 mappings; 0 = in this process). Same "
+                        "results either way")
     p.add_argument("--population", type=int, default=1 << 12, metavar="N", help="hybrid: population size")
     p.add_argument("--seed", type=int, default=0, help="random seed (random, random-pruned, hybrid)")
     p.add_argument("--checkpoint", metavar="PATH", help="exhaustive checkpoint file (default: next to the output)")
@@ -196,13 +200,13 @@ def run_search(args, ms, p, checkpoint):
         import jax
 
         # the sparse kernel's intermediates outgrow the caches sooner: it is fastest in ~1k batches
-        per_device = 1024 if p.static.sparse is not None else 2048
+        per_device = 1024 if p.static.sparse is not None else 8192
         args.chunk = per_device * len(jax.local_devices())
     settings, alg = p.settings, p.alg
     kw = dict(topk=args.top, budget=args.budget, time_limit=args.time, progress=not args.no_progress)
     if alg == "exhaustive":
         kw.update(chunk=args.chunk, keep_all=args.keep_all, checkpoint=checkpoint,
-                  checkpoint_every=args.checkpoint_every, restart=args.restart)
+                  checkpoint_every=args.checkpoint_every, restart=args.restart, workers=args.workers)
     elif alg == "hybrid":
         kw.update(population=args.population, seed=args.seed, search_size=settings.search_size or None)
     else:
