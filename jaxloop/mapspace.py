@@ -489,7 +489,7 @@ class Mapspace:
 
     # ------------------------------------------------------------------ device tables
     def _device_arrays(self):
-        D, P = self.D, len(self.pl)
+        """Tables the decode gathers from (the signature tables are static: see _decode_flat)."""
         num = np.float64 if self._exact_float else np.int64  # see _decode_flat
         a = {"tables": [jnp.asarray(t, jnp.int32) for t in self.tables],  # factors: bounds are below 2**31
              "keep_base": jnp.asarray(self.keep_base),
@@ -498,15 +498,6 @@ class Mapspace:
              "log_fy": jnp.asarray(np.log([self.fanout[lv][1] for lv in self.sp_levels], dtype=np.float64))}
         if self.flat:
             a["C"] = [jnp.asarray(c.astype(num)) for c in self.C]
-        sig = []
-        for d in range(D):
-            opts = self.sig_opts[d]
-            bits = np.array([[(int(s) >> j) & 1 for j in range(P)] for s in opts], np.int64).reshape(len(opts), P)
-            sig.append({"bits": jnp.asarray(bits.astype(num)), "n": jnp.asarray(np.asarray(self.sig_n[d]).astype(num)),
-                        "off": jnp.asarray(self.sig_off[d], jnp.int32),
-                        "shift": jnp.asarray(bits @ np.array(self.stride, np.int64).reshape(P) if P else
-                                             np.zeros(len(opts), np.int64), jnp.int32)})
-        a["sig"] = sig
         return a
 
     # ------------------------------------------------------------------ decode
