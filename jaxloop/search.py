@@ -49,7 +49,7 @@ E_RANGE = (-3.0, 21.0)  # log10(pJ) histogram range
 C_RANGE = (0.0, 20.0)  # log10(cycles)
 BINS_PER_DECADE = 20
 CHECKPOINT_VERSION = 1
-WORKERS_MIN = 1 << 23  # exhaustive runs this long (~10 s on two cores) start worker processes
+WORKERS_MIN = 1 << 24  # exhaustive runs this long (~20 s on two cores) start worker processes (~9 s to start)
 ALGORITHMS = ("exhaustive", "random", "random-pruned", "hybrid")
 _ALIASES = {"linear_pruned": "exhaustive", "linear-pruned": "exhaustive", "exhaustive": "exhaustive",
             "random": "random", "random_pruned": "random-pruned", "random-pruned": "random-pruned",
@@ -596,14 +596,22 @@ def exhaustive(ms, static, karr, objective, *, chunk=1 << 14, topk=10, keep_all=
             print(f"resuming from checkpoint {ck} at index {start:,} of {end:,}", flush=True)
         elif state:
             print(f"note: checkpoint {ck} is for a different run; starting over")
+    t0 = time.time()  # elapsed time includes starting workers, as it includes compiling
     run = own = ev
     if not isinstance(ev, Workers):
         n = wanted_workers(workers, end - start, WORKERS_MIN)
         if n and ev.chunk % n == 0:
-            run = own = Workers(ev, n)
+            if progress:
+                print(f"starting {n} worker processes (one per core)", flush=True)
+            try:
+                run = own = Workers(ev, n)
+            except Exception as e:  # noqa: BLE001  by default a failed start falls back to this process
+                if workers is not None:
+                    raise
+                print(f"note: worker processes did not start ({str(e).splitlines()[0]}); searching in this "
+                      "process", flush=True)
     bar = _Progress(end, progress, "exhaustive", objective, initial=start)
-    t0 = time.time()
-    last_ck = t0
+    last_ck = time.time()
     pending = []
     interrupted, reason = False, ""
 

@@ -62,7 +62,7 @@ def add_parser(subparsers):
                         "for sparse designs)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="exhaustive: run the steps on N worker processes, one device each, pinned to a core (default: "
-                        "one per core on CPUs for runs of at least 2**23 mappings; 0 = in this process). Same "
+                        "one per core on CPUs for runs of at least 2**24 mappings; 0 = in this process). Same "
                         "results either way")
     p.add_argument("--population", type=int, default=1 << 12, metavar="N", help="hybrid: population size")
     p.add_argument("--seed", type=int, default=0, help="random seed (random, random-pruned, hybrid)")
