@@ -32,6 +32,19 @@ class Static:
     fanout: tuple = ()  # [L] physical (X, Y) fan-out below each level: the mesh of link transfers (empty
     # without links, so designs differing only in their meshes share one compiled kernel)
     links: bool = True  # model Timeloop's link transfers (its default; costs O(fan-out^2) per mapping)
+    unit_dims: tuple = ()  # dimensions of bound 1 outside sliding ranks: the dense kernel leaves them out
+    # (their factors can only be 1; the status checks that they are)
+
+    def live(self):
+        """The kernel's view without `unit_dims`: dimensions renumbered, ranks remapped."""
+        if not self.unit_dims:
+            return self
+        keep = [d for d in range(self.D) if d not in self.unit_dims]
+        new = {d: i for i, d in enumerate(keep)}
+        ranks = tuple(tuple(tuple((new[d], c) for d, c in r if d in new) for r in rs) for rs in self.ranks)
+        ranks = tuple(tuple(r for r in rs if r) for rs in ranks)
+        return dataclasses.replace(self, D=len(keep), ranks=ranks, dim_names=tuple(self.dim_names[d] for d in keep),
+                                   unit_dims=())
 
     @property
     def T(self):
@@ -120,6 +133,10 @@ def compile_spec(spec, table, keepable=None, links=True):
     if sparse is not None:
         static = dataclasses.replace(static, sparse=sparse)
         arrays.update(sparse_arrays)
+    if not static.links and static.analog is None and static.sparse is None:  # those terms use every dimension
+        sliding = {d for rs in static.ranks for r in rs if len(r) > 1 for d, _ in r}
+        static = dataclasses.replace(static, unit_dims=tuple(d for d, b in enumerate(wl.bounds)
+                                                             if int(b) == 1 and d not in sliding))
     return static, arrays
 
 

@@ -102,3 +102,44 @@ def test_attribute_expressions_use_variables(tmp_path):
     with pytest.raises(SpecError) as e:
         jaxloop.load_spec(bad)
     assert any("attribute depth: cannot evaluate 'GLB_ROWS * 2'" in p for p in e.value.problems)
+
+
+def test_unit_dimensions_left_out_of_the_kernel():
+    """Without links, the kernel leaves out dimensions of bound 1 (tl06: N): the same Stats as
+    with them in, on random mappings, and a factor other than 1 on such a dimension is still
+    flagged (status bit "factors"; the counts of such a mapping leave the factor out)."""
+    import dataclasses
+
+    from jaxloop.compiler import compile_spec
+    from jaxloop.mapspace import MappingBatch
+    from jaxloop.model.evaluate import evaluate
+    from jaxloop.model.status import FLAG_MEANINGS
+
+    spec = jaxloop.load_spec(CASE / "input.yaml")
+    static, arr = compile_spec(spec, load_tables(CASE / "ERT.yaml"), links=False)
+    n = spec.workload.dims.index("N")
+    assert static.unit_dims == (n,) and static.live().D == static.D - 1
+    full = dataclasses.replace(static, unit_dims=())
+    rng = np.random.default_rng(5)
+    L, D = static.L, static.D
+    bounds = np.array(spec.workload.bounds)
+    temporal = np.ones((512, L, D), np.int64)
+    for d in range(D):  # random factorizations of each bound over the levels
+        for b in range(512):
+            rest = int(bounds[d])
+            for lv in rng.permutation(L)[:-1]:
+                f = [x for x in range(1, rest + 1) if rest % x == 0]
+                temporal[b, lv, d] = rng.choice(f)
+                rest //= temporal[b, lv, d]
+            temporal[b, L - 1, d] *= rest
+    temporal[:64, 0, n] = 2  # a factor on N (bound 1): invalid
+    perm = np.stack([[rng.permutation(D) for _ in range(L)] for _ in range(512)])
+    keep = np.broadcast_to(np.asarray(spec.mapping.keep), (512, L, static.T)).copy()
+    ones = np.ones_like(temporal)
+    batch = MappingBatch(temporal, ones, ones, perm, keep)
+    a, b = evaluate(static, arr, batch), evaluate(full, arr, batch)
+    for f in ("reads", "fills", "updates", "cycles", "status", "tile", "partition", "instances"):
+        assert np.array_equal(np.asarray(getattr(a, f))[64:], np.asarray(getattr(b, f))[64:]), f
+    assert np.allclose(np.asarray(a.energy)[64:], np.asarray(b.energy)[64:], rtol=1e-12)
+    bit = 1 << FLAG_MEANINGS.index("factors")
+    assert (np.asarray(a.status)[:64] & bit).all() and not (np.asarray(a.status)[64:] & bit).any()

@@ -25,24 +25,26 @@ def permute(x, perm, axis=-1):
     return sum(jnp.where(perm == d, lax.index_in_dim(x, d, axis % x.ndim), 0) for d in range(x.shape[axis]))
 
 
-def inverse(perm, axis=-1):
-    """The inverse permutation along `axis`: each entry's place in perm (a sort costs more on CPUs)."""
+def inverse(perm, axis=-1, of=None):
+    """The inverse permutation along `axis`: each entry's place in perm (a sort costs more on CPUs);
+    `of`: only these entries' places (default all)."""
     D = perm.shape[axis]
     k = lax.broadcasted_iota(perm.dtype, perm.shape, axis % perm.ndim)
-    return jnp.stack([fold.total(jnp.where(perm == d, k, 0), axis) for d in range(D)], axis=axis)
+    return jnp.stack([fold.total(jnp.where(perm == d, k, 0), axis) for d in (range(D) if of is None else of)],
+                     axis=axis)
 
 
-def stationary_fills(tile, rel, temporal, position, full):
+def stationary_fills(tile, rel, temporal, position, full, places):
     """Non-sliding fills [L, B] = tile x product of the loop bounds above l from the first
     relevant non-trivial loop outward (inside it the tile stays resident, delta 0).
 
     Batch-last: tile and full (product of each level's temporal bounds) [L, B], temporal and
     position [L, D, B]. Per level only the loops ahead of
     its first relevant loop depend on the order; `position` is each dimension's place in its
-    level's permutation (innermost first)."""
+    level's permutation (innermost first), out of `places`."""
     L, D, B = temporal.shape
     rel_nt = jnp.asarray(rel)[None, :, None] & (temporal > 1)  # [L, D, B]
-    first = fold.smallest(jnp.where(rel_nt, position, D), 1)  # first relevant loop's place
+    first = fold.smallest(jnp.where(rel_nt, position, places), 1)  # first relevant loop's place
     ahead = fold.product(jnp.where(position < first[:, None], temporal, 1.0), 1)  # resident run
     has_rel = fold.any_of(rel_nt, 1)
     out = [jnp.ones(B, tile.dtype)]  # top level: nothing above
@@ -55,7 +57,7 @@ def stationary_fills(tile, rel, temporal, position, full):
     return tile * jnp.stack(out[::-1], axis=0)
 
 
-def sliding_fills(tile, E_bnd, E_sp, temporal, position, full, ranks, boundaries):
+def sliding_fills(tile, E_bnd, E_sp, temporal, position, full, ranks, boundaries, places):
     """Fills of a sliding tensor [L, B]: Timeloop's delta + stride rule in closed form (batch-last:
     tile and full [L, B]; E_bnd, E_sp, temporal and position [L, D, B]).
 
@@ -87,7 +89,7 @@ def sliding_fills(tile, E_bnd, E_sp, temporal, position, full, ranks, boundaries
     outer = outer * fold.product(jnp.stack(  # bounds of the loops outside loop (l, d) [U, D, B]
         [jnp.where(position[:, e, None] > position, temporal[:, e, None], 1.0) for e in range(D)]), 0)
     gain = lax.optimization_barrier((temporal - 1) * outer)  # weight of loop (l, d)'s delta
-    key = level * D + position  # nest order of loop (l, d)
+    key = level * places + position  # nest order of loop (l, d)
     fills = tile
     for b in boundaries:
         lv = slice(b + 1 - lo, U)
@@ -103,7 +105,7 @@ def sliding_fills(tile, E_bnd, E_sp, temporal, position, full, ranks, boundaries
                 x = x + c * (own - below[:, e, None])
             tau.append(lax.optimization_barrier(x))
         zero = lax.optimization_barrier(all_of([x == 0 for x in tau]))
-        k = jnp.where((temporal[lv] > 1) & ~zero, key[lv], U * D)
+        k = jnp.where((temporal[lv] > 1) & ~zero, key[lv], U * places)
         first_k = fold.smallest(fold.smallest(k, 1), 0)  # the first non-zero step, in nest order
         at_first = lax.optimization_barrier(k == first_k)
         first = [fold.total(fold.total(jnp.where(at_first, x, 0.0), 1), 0) for x in tau]
@@ -117,24 +119,26 @@ def sliding_fills(tile, E_bnd, E_sp, temporal, position, full, ranks, boundaries
     return fills
 
 
-def accesses(static, temporal, spatial, position, keep, E_bnd, E_below, E_sp, tile, part):
+def accesses(static, temporal, spatial, position, keep, E_bnd, E_below, E_sp, tile, part, places=None):
     """Per-instance reads, fills, updates [L, T, B] after bypass routing and read-modify-write,
     and the temporal iterations t_total [B].
 
     Batch-last throughout (temporal, spatial, E_* [L, D, B]; position: each dimension's place in
     its level's loop order [L, D, B]; keep, tile, part [L, T, B]):
     on CPUs each step is then a contiguous vector operation instead of a strided slice. keep
-    must already be False where static.keepable is (the kernel's status flags it)."""
+    must already be False where static.keepable is (the kernel's status flags it). `places`: loop
+    places per level (default D; more when the kernel leaves out dimensions of bound 1)."""
     L, D, B = temporal.shape
+    places = D if places is None else places
     full = fold.product(temporal, 1)  # [L, B] iterations of each level's temporal loops
     t_total = fold.product(full, 0)
     reads, fills, updates = [], [], []
     for t, ranks in enumerate(static.ranks):
         if static.sliding(t):
             bnd = tuple(l for l in range(L - 1) if static.keepable[l][t])
-            f_raw = sliding_fills(tile[:, t], E_bnd, E_sp, temporal, position, full, ranks, bnd)
+            f_raw = sliding_fills(tile[:, t], E_bnd, E_sp, temporal, position, full, ranks, bnd, places)
         else:
-            f_raw = stationary_fills(tile[:, t], static.relevant(t), temporal, position, full)
+            f_raw = stationary_fills(tile[:, t], static.relevant(t), temporal, position, full, places)
         distinct = distinct_children(spatial, E_below, ranks)  # [L, B]
         kt = keep[:, t]
         # Content accesses: what each level serves to the nearest keeper below it (MaskTiles).

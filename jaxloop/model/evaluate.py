@@ -93,18 +93,23 @@ def _evaluate(static, arr, batch):
     # Stats are batch-first.
     clip = lambda x: jnp.minimum(x, 2**31 - 1).astype(jnp.int32)  # noqa: E731
     order = batch.perm.astype(jnp.int8 if D < 128 else jnp.int32)
+    # Dimensions of bound 1 (static.unit_dims) are left out: their loops are all trivial, which
+    # the status checks (factors). Loop positions stay those among all D dimensions.
+    live = [d for d in range(D) if d not in static.unit_dims]
+    kst = static.live()
     t_l, s_l, perm_l, keep_l = jax.lax.optimization_barrier(tuple(
-        jnp.stack([x[:, l] for l in range(L)]).transpose(0, 2, 1)
-        for x in (clip(batch.temporal), clip(spatial), order, keep)))
-    position = access.inverse(perm_l, 1).astype(jnp.int32)  # each dimension's place in its level's order
+        jnp.stack([x[:, l][:, cols] for l in range(L)]).transpose(0, 2, 1)
+        for x, cols in ((clip(batch.temporal), live), (clip(spatial), live), (order, slice(None)),
+                        (keep, slice(None)))))
+    position = access.inverse(perm_l, 1, of=live).astype(jnp.int32)  # each dimension's place in its level's order
     t_l, s_l = t_l.astype(jnp.float64), s_l.astype(jnp.float64)
     E_bnd, E_below, E_sp = tiling.extents(t_l, s_l, axis=0)
-    tile = jnp.stack([tiling.footprint(E_bnd, r, axis=1) for r in static.ranks], axis=1)  # [L, T, B]
+    tile = jnp.stack([tiling.footprint(E_bnd, r, axis=1) for r in kst.ranks], axis=1)  # [L, T, B]
     inst_above = fold.product(s_l, 1)  # [L, B] spatial fan-out used at each level
-    spread = jnp.stack([tiling.footprint(E_sp, r, axis=1) for r in static.ranks], axis=1)  # [L, T, B]
+    spread = jnp.stack([tiling.footprint(E_sp, r, axis=1) for r in kst.ranks], axis=1)  # [L, T, B]
     part = tiling.partitions(tile, spread, inst_above)
-    reads, fills, updates, t_total = access.accesses(static, t_l, s_l, position, keep_l,
-                                                     E_bnd, E_below, E_sp, tile, part)
+    reads, fills, updates, t_total = access.accesses(kst, t_l, s_l, position, keep_l,
+                                                     E_bnd, E_below, E_sp, tile, part, places=D)
     above = [jnp.ones(B)]  # utilized instances of level l: spatial fan-out used above it
     for l in range(L - 1, 0, -1):
         above.append(above[-1] * inst_above[l])
@@ -133,7 +138,8 @@ def _evaluate(static, arr, batch):
     util = computes / arr["mac_instances"] / cycles
     not_keepable = [asked[:, l, t] for l, row in enumerate(static.keepable) for t, k in enumerate(row) if not k]
     kept_wrong = fold.any_of(jnp.stack(not_keepable), 0) if not_keepable else False
-    code = status.status(arr, t_l, s_l, keep_l, tile, batch.spatial_x, batch.spatial_y, kept_wrong)
+    code = status.status(arr, t_l, s_l, keep_l, tile, batch.spatial_x, batch.spatial_y, kept_wrong, live,
+                         unit_factors=[x[:, :, d] for d in static.unit_dims for x in (batch.temporal, spatial)])
     reads, fills, updates, tile, part, instances = (first(x) for x in (reads, fills, updates, tile, part, instances))
     code = code | (analog_bad.astype(code.dtype) << status.FLAG_MEANINGS.index("analog"))
     code = code | (links_inexact.astype(code.dtype) << status.FLAG_MEANINGS.index("links"))

@@ -1,6 +1,7 @@
 """Validity as bit flags with readable reasons (one mapping can fail several ways at once)."""
 
 import jax.numpy as jnp
+import numpy as np
 
 from jaxloop.model import fold
 
@@ -26,16 +27,22 @@ FLAG_MEANINGS = ("capacity", "fanout_x", "fanout_y", "factors", "keep", "min_uti
                  "sparse_format", "metadata_capacity", "sparse_unsupported", "links")
 
 
-def status(arr, temporal, spatial, keep, tile, spatial_x, spatial_y, kept_where_not_keepable=False):
+def status(arr, temporal, spatial, keep, tile, spatial_x, spatial_y, kept_where_not_keepable=False, live=None,
+           unit_factors=()):
     """int64 bit field [B]; 0 means valid. Batch-last temporal and spatial (X times Y) [L, D, B],
-    keep and tile [L, T, B]; spatial_x and spatial_y as the batch holds them, [B, L, D]."""
+    keep and tile [L, T, B]; spatial_x and spatial_y as the batch holds them, [B, L, D]. `live`:
+    the dimensions temporal and spatial hold (default all), `unit_factors`: the factors [B, L]
+    of the others, whose bound is 1."""
     used = fold.total(jnp.where(keep, tile, 0), 1)  # [L, B]
     size = arr["size"][:, None]
     cap = fold.any_of(used > size, 0)
     fx = fold.any_of(fold.product(spatial_x.astype(jnp.float64), 2) > arr["fanout_x"], 1)
     fy = fold.any_of(fold.product(spatial_y.astype(jnp.float64), 2) > arr["fanout_y"], 1)
     prod = fold.product(temporal * spatial, 0)  # [D, B]
-    fac = fold.any_of(prod != arr["bounds"][:, None], 0)
+    bounds = arr["bounds"] if live is None else arr["bounds"][np.asarray(live)]
+    fac = fold.any_of(prod != bounds[:, None], 0)
+    for f in unit_factors:
+        fac = fac | fold.any_of(f != 1, 1)
     kept = fold.any_of(~fold.any_of(keep, 0), 0) | kept_where_not_keepable
     minu = fold.any_of(used < arr["min_util"][:, None] * jnp.where(jnp.isinf(size), 0, size), 0)
     bits = [cap, fx, fy, fac, kept, minu]
