@@ -135,8 +135,8 @@ def compile_spec(spec, table, keepable=None, links=True):
         arrays.update(sparse_arrays)
     if not static.links and static.analog is None and static.sparse is None:  # those terms use every dimension
         sliding = {d for rs in static.ranks for r in rs if len(r) > 1 for d, _ in r}
-        static = dataclasses.replace(static, unit_dims=tuple(d for d, b in enumerate(wl.bounds)
-                                                             if int(b) == 1 and d not in sliding))
+        unit = tuple(d for d, b in enumerate(wl.bounds) if int(b) == 1 and d not in sliding)
+        static = dataclasses.replace(static, unit_dims=unit[1:] if len(unit) == static.D else unit)  # keep one
     return static, arrays
 
 

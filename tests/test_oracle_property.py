@@ -151,3 +151,17 @@ def test_link_transfers(problem):
     """Mappings built so that Timeloop moves data over links: the kernel still equals the oracle."""
     ref = check(problem, links=True)
     assert np.array(ref["link_transfers"]).max() > 0
+
+
+def test_every_dimension_of_bound_one():
+    """A workload whose every dimension has bound 1 (the kernel keeps one of them: it leaves
+    dimensions of bound 1 out, Static.unit_dims) equals the oracle; found by the property test."""
+    wl = Workload("matmul", ("M", "N", "K"), (1, 1, 1),
+                  (DataSpace("A", (((0, 1),), ((2, 1),))), DataSpace("B", (((2, 1),), ((1, 1),))),
+                   DataSpace("Z", (((0, 1),), ((1, 1),)), read_write=True)))
+    arch = Arch(tuple(StorageLevel(f"L{i}", "SRAM", 1, 1, 1) for i in range(2)), ComputeLevel("MAC", "intmac", 1, 1, 1))
+    ones = np.ones((2, 3), np.int64)
+    keep = np.array([[True, False, True], [True, True, True]])
+    static, _ = compile_spec(Spec(wl, arch), TABLE, links=False)
+    assert len(static.unit_dims) == 2
+    check((wl, arch, Mapping(ones, ones, ones, np.array([[0, 1, 2], [2, 1, 0]]), keep)), links=False)
