@@ -91,7 +91,10 @@ class Workers:
         cores = usable_cores()
         flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
                  if not f.startswith("--xla_force_host_platform_device_count")]
-        env = dict(os.environ, XLA_FLAGS=" ".join(flags + ["--xla_force_host_platform_device_count=1"]))
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # workers import this jaxloop
+        path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
+        env = dict(os.environ, PYTHONPATH=path,
+                   XLA_FLAGS=" ".join(flags + ["--xla_force_host_platform_device_count=1"]))
         self.procs, self.chans = [], []
         try:
             for i in range(n):
