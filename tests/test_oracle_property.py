@@ -165,3 +165,45 @@ def test_every_dimension_of_bound_one():
     static, _ = compile_spec(Spec(wl, arch), TABLE, links=False)
     assert len(static.unit_dims) == 2
     check((wl, arch, Mapping(ones, ones, ones, np.array([[0, 1, 2], [2, 1, 0]]), keep)), links=False)
+
+
+def test_unit_dimensions_left_out_of_the_kernel():
+    """Without links the kernel leaves out dimensions of bound 1 outside sliding ranks
+    (Static.unit_dims): the same Stats as with them in on random mappings, and a factor other
+    than 1 on such a dimension is still flagged (status bit "factors"; the counts of such an
+    invalid mapping leave the factor out)."""
+    import dataclasses
+
+    from jaxloop.model.status import FLAG_MEANINGS
+
+    wl = Workload("matmul", ("M", "N", "K"), (12, 1, 8),
+                  (DataSpace("A", (((0, 1),), ((2, 1),))), DataSpace("B", (((2, 1),), ((1, 1),))),
+                   DataSpace("Z", (((0, 1),), ((1, 1),)), read_write=True)))
+    arch = Arch(tuple(StorageLevel(f"L{i}", "SRAM", 1, 1, 1) for i in range(3)), ComputeLevel("MAC", "intmac", 1, 1, 1))
+    static, arr = compile_spec(Spec(wl, arch), TABLE, links=False)
+    assert static.unit_dims == (1,) and static.live().D == 2
+    full = dataclasses.replace(static, unit_dims=())
+    rng = np.random.default_rng(5)
+    B, L, D = 256, 3, 3
+    temporal = np.ones((B, L, D), np.int64)
+    for b in range(B):
+        for d, bound in ((0, 12), (2, 8)):
+            rest = bound
+            for lv in rng.permutation(L)[:-1]:
+                f = rng.choice(divisors(rest))
+                temporal[b, lv, d] = f
+                rest //= f
+            temporal[b, L - 1, d] *= rest
+    temporal[:32, 0, 1] = 2  # a factor on N (bound 1): invalid
+    perm = np.stack([[rng.permutation(D) for _ in range(L)] for _ in range(B)])
+    keep = rng.random((B, L, 3)) < 0.6
+    keep[:, -1] = True
+    ones = np.ones_like(temporal)
+    batch = MappingBatch(temporal, ones, ones, perm, keep)
+    a, b = evaluate(static, arr, batch), evaluate(full, arr, batch)
+    for f in FIELDS + ("cycles", "status", "energy"):
+        assert np.array_equal(np.asarray(getattr(a, f))[32:], np.asarray(getattr(b, f))[32:]), f
+    bit = 1 << FLAG_MEANINGS.index("factors")
+    assert (np.asarray(a.status)[:32] & bit).all() and not (np.asarray(a.status)[32:] & bit).any()
+    for m in (40, 41):  # and the oracle agrees on valid ones
+        check((wl, arch, Mapping(temporal[m], ones[m], ones[m], perm[m], keep[m])), links=False)
