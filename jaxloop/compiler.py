@@ -35,11 +35,16 @@ class Static:
     unit_dims: tuple = ()  # dimensions of bound 1 outside sliding ranks: the dense kernel leaves them out
     # (their factors can only be 1; the status checks that they are)
 
+    @property
+    def live_dims(self):
+        """The dimensions the dense kernel holds (all but `unit_dims`)."""
+        return [d for d in range(self.D) if d not in self.unit_dims]
+
     def live(self):
         """The kernel's view without `unit_dims`: dimensions renumbered, ranks remapped."""
         if not self.unit_dims:
             return self
-        keep = [d for d in range(self.D) if d not in self.unit_dims]
+        keep = self.live_dims
         new = {d: i for i, d in enumerate(keep)}
         ranks = tuple(tuple(tuple((new[d], c) for d, c in r if d in new) for r in rs) for rs in self.ranks)
         ranks = tuple(tuple(r for r in rs if r) for rs in ranks)

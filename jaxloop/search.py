@@ -599,14 +599,14 @@ def exhaustive(ms, static, karr, objective, *, chunk=1 << 14, topk=10, keep_all=
         elif state:
             print(f"note: checkpoint {ck} is for a different run; starting over")
     t0 = time.time()  # elapsed time includes starting workers, as it includes compiling
-    run = own = ev
+    run = ev
     if not isinstance(ev, Workers):
         n = wanted_workers(workers, end - start, WORKERS_MIN)
         if n and ev.chunk % n == 0:
             if progress:
                 print(f"starting {n} worker processes (one per core)", flush=True)
             try:
-                run = own = Workers(ev, n)
+                run = Workers(ev, n)
             except Exception as e:  # noqa: BLE001  by default a failed start falls back to this process
                 if workers is not None:
                     raise
@@ -671,8 +671,8 @@ def exhaustive(ms, static, karr, objective, *, chunk=1 << 14, topk=10, keep_all=
                     s = end  # no new chunks; drain the pending ones
         finally:
             bar.close()
-            if own is not ev:
-                own.close()
+            if run is not ev:
+                run.close()
     complete = nxt >= ms.size
     if ck:
         if complete:

@@ -95,7 +95,7 @@ def _evaluate(static, arr, batch):
     order = batch.perm.astype(jnp.int8 if D < 128 else jnp.int32)
     # Dimensions of bound 1 (static.unit_dims) are left out: their loops are all trivial, which
     # the status checks (factors). Loop positions stay those among all D dimensions.
-    live = [d for d in range(D) if d not in static.unit_dims]
+    live = static.live_dims
     kst = static.live()
     t_l, s_l, perm_l, keep_l = jax.lax.optimization_barrier(tuple(
         jnp.stack([x[:, l][:, cols] for l in range(L)]).transpose(0, 2, 1)
