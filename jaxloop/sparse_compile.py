@@ -83,7 +83,10 @@ def compile_sparse(spec, table, arrays, charge_skipped_metadata_as_actual=False)
         ec.append(ec[0] if v is None else v)
     out = {
         "sp_density": np.array(dens, np.float64),
-        "sp_tensor_size": np.array([float(d.tensor_size) for d in sp.densities], np.float64),
+        # the workload tensor's size unless the spec names one: static, so the density models'
+        # parameters are scalars whatever the batch
+        "sp_tensor_size": np.array([float(d.tensor_size or wl.tensor_size(t)) for t, d in enumerate(sp.densities)],
+                                   np.float64),
         "sp_md_bits": md_bits, "sp_pl_bits": pl_bits,
         "sp_md_width": md_width,
         "sp_md_default_bits": np.array([float(a.get("metadata_datawidth", a.get("metadata_word_bits", 0)) or 0)

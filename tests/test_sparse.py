@@ -298,6 +298,25 @@ def test_density_sweep_does_not_recompile():
     assert computes == [32.0, 64.0, 128.0, 256.0]
 
 
+def test_uniform_random_densities_in_a_batch(tmp_path):
+    """A hypergeometric density without workload_tensor_size takes the workload tensor's size:
+    a batch of mappings evaluates (it once failed to broadcast a per-mapping size) and each
+    mapping gets the Stats it gets alone."""
+    d = TIMELOOP_REF / "sl-02.2.2-spMspM-tiled"
+    f = tmp_path / "uniform.yaml"
+    f.write_text((d / "input.yaml").read_text().replace("fixed_structured", "hypergeometric"))
+    spec = jaxloop.load_spec(f)
+    static, arr = compile_spec(spec, load_tables(d / "ERT.yaml"))
+    assert static.sparse.density_kind[:2] == ("hypergeometric",) * 2
+    batch = _random_mappings(spec, 6, np.random.default_rng(2))
+    st = _jit(static, arr, batch)
+    for i in range(batch.size):
+        one = _jit(static, arr, MappingBatch.from_mappings([batch.mapping(i)]))
+        for field in ("energy", "cycles", "actual_reads", "metadata_reads", "actual_computes"):
+            np.testing.assert_allclose(np.asarray(getattr(st, field))[i], np.asarray(getattr(one, field))[0],
+                                       rtol=1e-12, err_msg=f"{field} {i}")
+
+
 def test_dense_inputs_unchanged():
     """No sparse_optimizations: Timeloop runs no sparse analysis even with densities given."""
     spec, static, r = _case("ed-sparse_tensor_core_like")

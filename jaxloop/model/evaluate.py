@@ -148,7 +148,7 @@ def _evaluate(static, arr, batch):
                converter_counts=conv_counts, converter_energy=conv_energy)
     return sparse.extend_stats(static, arr, st, dict(temporal=temporal, spatial=spatial, sx=sx, sy=sy, perm=perm,
                                                      keep=keep, t_total=t_total, instances=instances,
-                                                     analog_cycles=analog_cycles))
+                                                     analog_cycles=analog_cycles, loops=(t_l, s_l, position)))
 
 
 evaluate = jax.jit(_evaluate, static_argnums=0)

@@ -10,13 +10,16 @@ import jax.numpy as jnp
 from jax import lax
 
 
-def _fold(op, x, axis):
-    axis = axis % x.ndim
-    out = functools.reduce(op, (lax.index_in_dim(x, i, axis, keepdims=False) for i in range(x.shape[axis])))
-    return lax.optimization_barrier(out)
+def _fold(op, x, axis=None):
+    if axis is None:  # a sequence of arrays
+        xs = list(x)
+    else:
+        axis = axis % x.ndim
+        xs = [lax.index_in_dim(x, i, axis, keepdims=False) for i in range(x.shape[axis])]
+    return lax.optimization_barrier(functools.reduce(op, xs))
 
 
-# each takes (x, axis) and drops the axis
+# each takes (x, axis) and drops the axis, or a sequence of equal-shape arrays (x alone)
 total = functools.partial(_fold, jnp.add)
 product = functools.partial(_fold, jnp.multiply)
 largest = functools.partial(_fold, jnp.maximum)

@@ -61,8 +61,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloop.model import density as dmodel
-from jaxloop.model import latency, spatial_skip
-from jaxloop.model.access import inverse, permute
+from jaxloop.model import fold, latency, spatial_skip
+from jaxloop.model.access import inverse
 from jaxloop.model.tiling import extents, footprint
 
 ACTIONS = ("random_read", "gated_read", "skipped_read", "random_fill", "gated_fill", "skipped_fill",
@@ -124,88 +124,93 @@ def _round6(x):
 
 
 def _sel(idx, stacked):
-    """stacked[..., i] chosen per batch by idx [B] (idx out of range -> 0)."""
-    n = stacked.shape[1]
-    oh = (idx[:, None] == jnp.arange(n)[None, :])
-    oh = oh.reshape(oh.shape + (1,) * (stacked.ndim - 2))
-    return jnp.where(oh, stacked, 0).sum(axis=1)
+    """stacked[:, i] chosen per batch by idx [B] (idx out of range -> 0), as a select chain."""
+    idx = idx.reshape(idx.shape + (1,) * (stacked.ndim - 2))
+    out = jnp.zeros_like(stacked[:, 0])
+    for i in range(stacked.shape[1]):
+        out = jnp.where(idx == i, stacked[:, i], out)
+    return out
 
 
 # ----------------------------------------------------------------------------- loop nest
 
 class Nest:
-    """Loop slots of every level, innermost first: [spatial x D if fan-out] + [temporal x D].
+    """The loops of every level, batch-last: per level its spatial loops (only where the level
+    fans out) inside its temporal ones, one slot per (level, kind, dimension).
 
-    A level's spatial loops run along X inside those along Y, as Timeloop nests them; within
-    an axis in dimension order (MappingBatch has no spatial permutation). dim [B, N] int,
-    bound [B, N] float; `spatial`, `level` static numpy arrays [N]; `last[l]` the last slot of
-    level l (its outermost temporal loop). The cumulative extents (max-tile molds) are not
-    stored per slot: `E_at(k)` gives them at chosen slots, `E_bnd` [B, L, D] at the level
-    boundaries, `per_dim(v)` multiplies a per-slot quantity up per dimension. `on_y` [B, L, D]:
-    the dimension's spatial loop runs along Y (default: none does)."""
+    Slots are listed in a static order (level, spatial before temporal, dimension): a slot's
+    level, kind and dimension are static numpy arrays [N] (`level`, `spatial`, `dim`). The
+    mapping's loop order is carried by `key` [N, B]: each loop's place in the nest, innermost
+    first (0 .. N - 1). Questions about the order ("the innermost relevant loop", "the loops
+    above it") are comparisons of keys, and a loop's quantities reach its dimension statically:
+    no gathers or permutations (scalar code on CPUs), only elementwise chains over the rows
+    ([B] vectors). A level's spatial loops run along X inside those along Y, as Timeloop nests
+    them, and within an axis in dimension order (MappingBatch has no spatial permutation).
+    `bound` [N, B]; `E_bnd`, `E_below` [L, D, B]: the extents at and below each level boundary.
 
-    def __init__(self, fanout, temporal, spatial, perm, on_y=None):
-        B, L, D = temporal.shape
+    `temporal`, `spatial`, `position` (each dimension's place in its level's temporal order)
+    and `on_y` (the dimension's spatial loop runs along Y) are [L, D, B]."""
+
+    def __init__(self, fanout, temporal, spatial, position, on_y):
+        L, D, B = temporal.shape
         fo = np.asarray(fanout, bool)
-        spatial = jnp.where(jnp.asarray(fo)[None, :, None], spatial, 1.0)  # no spatial slots without a fan-out
-        tbound = permute(temporal, perm)  # [B, L, D] temporal bounds in loop order
-        if on_y is None:
-            sperm = jnp.broadcast_to(jnp.arange(D, dtype=perm.dtype), (B, L, D))
-            sinv = sperm
-        else:  # X dimensions first, then Y ones, each in dimension order
-            key = on_y.astype(perm.dtype) * D + jnp.arange(D, dtype=perm.dtype)
-            sinv = sum((key[..., e:e + 1] < key).astype(perm.dtype) for e in range(D))  # each key's rank
-            sperm = inverse(sinv)
-        sbound = permute(spatial, sperm)
-        dims, bounds, sp, lv, start = [], [], [], [], []
+        spatial = jnp.where(jnp.asarray(fo)[:, None, None], spatial, 1.0)  # no spatial loops without a fan-out
+        # X dimensions first, then Y ones, each in dimension order: a spatial loop's place in its level
+        ykey = on_y.astype(jnp.int32) * D + jnp.arange(D, dtype=jnp.int32)[None, :, None]
+        sinv = sum((ykey[:, e:e + 1] < ykey).astype(jnp.int32) for e in range(D))
+        keys, bounds, sp, lv = [], [], [], []
         for l in range(L):
-            start.append(len(sp))
-            if fo[l]:
-                dims.append(sperm[:, l])
-                bounds.append(sbound[:, l])
-                sp += [True] * D
+            for is_sp, place, bound in ((True, sinv, spatial), (False, position.astype(jnp.int32), temporal)):
+                if is_sp and not fo[l]:
+                    continue
+                keys.append(len(sp) + place[l])
+                bounds.append(bound[l])
+                sp += [is_sp] * D
                 lv += [l] * D
-            dims.append(perm[:, l])
-            bounds.append(tbound[:, l])
-            sp += [False] * D
-            lv += [l] * D
-        self.dim = jnp.concatenate(dims, 1)
-        self.bound = jnp.concatenate(bounds, 1)
-        self.spatial = np.array(sp)
-        self.level = np.array(lv)
+        # materialized once: every question below reads them, none recomputes them
+        self.key, self.bound = jax.lax.optimization_barrier((jnp.concatenate(keys), jnp.concatenate(bounds)))
+        self.spatial, self.level = np.array(sp), np.array(lv)
+        self.dim = np.tile(np.arange(D), len(sp) // D)
         self.N, self.L, self.D, self.B = len(sp), L, D, B
-        self.last = [int(np.nonzero(self.level == l)[0][-1]) for l in range(L)]
-        self._start = np.array(start)
-        self._tstart = self._start + D * fo  # first temporal slot of each level
-        self._fanout = fo
-        self._inv = inverse(perm)  # each dimension's place in its level's temporal order
-        self._sinv = sinv  # ... in its spatial order
-        self._t, self._s = temporal, spatial
-        self.E_bnd, self.E_below, _ = extents(temporal, spatial)
+        self.last = [int(np.sum(self.level <= l)) - 1 for l in range(L)]  # key of each level's outermost loop
+        self.E_bnd, self.E_below, _ = extents(temporal, spatial, axis=0)
 
-    def E_at(self, k):
-        """Extents [B, n, D] of every loop up to and including slot k [B, n] (the max-tile mold)."""
-        D = self.D
-        lv = jnp.asarray(self.level)[k]
-        pos = k - jnp.asarray(self._tstart)[lv]  # temporal position (negative: a spatial slot)
-        is_t = pos >= 0
-        g = lambda x: jnp.take_along_axis(x, lv[..., None], 1)  # noqa: E731  [B, L, D] -> [B, n, D]
-        sp_pos = k - jnp.asarray(self._start)[lv]
-        s = jnp.where(is_t[..., None] | (g(self._sinv) <= sp_pos[..., None]), g(self._s), 1.0)
-        t = jnp.where(is_t[..., None] & (g(self._inv) <= pos[..., None]), g(self._t), 1.0)
-        return g(self.E_below) * s * t
+    def slots(self, level_max=None, dims=None, spatial=None):
+        """Static slot indices of levels <= level_max over the dimensions `dims` (bool [D])."""
+        ok = np.ones(self.N, bool)
+        if level_max is not None:
+            ok &= self.level <= level_max
+        if dims is not None:
+            ok &= np.asarray(dims, bool)[self.dim]
+        if spatial is not None:
+            ok &= self.spatial == spatial
+        return np.nonzero(ok)[0]
 
-    def per_dim(self, v):
-        """[B, D]: the product over slots of v [B, N], per slot dimension."""
-        idx = jnp.asarray(self._tstart)[None, :, None] + self._inv  # [B, L, D] the slot of each temporal loop
-        out = jnp.take_along_axis(v, idx.reshape(self.B, -1), 1).reshape(idx.shape).prod(1)
-        for l in np.nonzero(self._fanout)[0]:
-            out = out * jnp.take_along_axis(v[:, self._start[l]:self._start[l] + self.D], self._sinv[:, l], 1)
-        return out
+    def upto(self, key):
+        """[D, B]: the extents of every loop up to and including the one at `key` [B] (the max-tile mold)."""
+        on = jnp.where(self.key <= key, self.bound, 1.0)  # slots come in groups of D, one per dimension
+        return fold.product(on.reshape(self.N // self.D, self.D, self.B), 0)
 
-    def rel(self, rel_dims):
-        """[B, N] whether each slot's dimension is in the static set `rel_dims` (bool [D])."""
-        return jnp.asarray(np.asarray(rel_dims, bool))[self.dim]
+    def per_dim(self, v, slots=None):
+        """[D, B]: the product of the per-slot vectors v (over `slots`, default all) per dimension."""
+        slots = range(self.N) if slots is None else slots
+        out = []
+        for d in range(self.D):
+            xs = [x for x, s in zip(v, slots) if self.dim[s] == d]
+            out.append(fold.product(xs) * jnp.ones(self.B) if xs else jnp.ones(self.B))
+        return jnp.stack(out)
+
+    def first(self, mask, slots=None):
+        """[B]: the key of the innermost loop where mask (per-slot vectors over `slots`; N when none)."""
+        slots = range(self.N) if slots is None else slots
+        return fold.smallest([jnp.where(m, self.key[s], self.N) for m, s in zip(mask, slots)]
+                             or [jnp.full((self.B,), self.N, jnp.int32)])
+
+
+def _nest(sp, temporal, spatial, perm, spatial_y):
+    """The Nest of batch-first [B, L, D] factors, loop orders and Y factors."""
+    last = lambda x: jnp.moveaxis(x, 0, -1)  # noqa: E731
+    return Nest(sp.fanout, last(temporal), last(spatial), inverse(last(perm), 1), last(spatial_y) > 1)
 
 
 def _relevant(static, t):
@@ -230,13 +235,14 @@ def _child_parent(keep):
 # ----------------------------------------------------------------------------- formats
 
 def _assign_ranks(sp, nest, ranks_t, rel, l, child, pretile, inner, E_child, order, rank_specs, has_md):
-    """Timeloop's ApplyRanksOuterToInner / InnerToOuter for (level l, one dataspace): a
-    lax.scan over the non-trivial loops (outermost first, or innermost first for
-    inner_to_outer), or its closed form `_ranks_direct` when no flattening rule can skip a rank.
+    """Timeloop's ApplyRanksOuterToInner / InnerToOuter for (level l, one dataspace), over the
+    non-trivial loops in application order (outermost first, or innermost first for
+    inner_to_outer): in closed form when no flattening rule can skip a rank, else a lax.scan.
 
-    Returns fiber box extents per rank [B, R_l, D] (rank r >= inner), the rank's subtile
-    footprint [B, R_l] (the innermost in-range subtile for dummy ranks), and a fail flag [B]
-    (more ranks needed than the format has, or a pre-tiled child with more ranks)."""
+    Returns fiber box extents per rank [R_l, D, B] (rank r >= inner), the rank's subtile
+    footprint [B, R_l] (the innermost in-range subtile for dummy ranks), that subtile [B], and a
+    fail flag [B] (more ranks needed than the format has, or a pre-tiled child with more ranks).
+    `E_child` [D, B]: the child's tile extents."""
     B, D = nest.B, nest.D
     R = len(rank_specs) if has_md else 1
     rule_exists = np.array([has_md and rs[1] is not None for rs in rank_specs] if has_md else [False])
@@ -245,48 +251,61 @@ def _assign_ranks(sp, nest, ranks_t, rel, l, child, pretile, inner, E_child, ord
         for r, rs in enumerate(rank_specs):
             if rs[1] is not None:
                 rule_mask[r, list(rs[1])] = True
+    relb = np.asarray(rel, bool)
+    # only loops of levels <= l over the dataspace's dimensions can be in range
+    S = nest.slots(level_max=l, dims=relb)
+    lv, dm = nest.level[S], nest.dim[S]
+    key = [nest.key[s] for s in S]
+    in_range = [lv[i] > child for i in range(len(S))]
+    # no pre-tiling: the innermost in-range loop of each dimension (at level child + 1: its spatial
+    # loop if that level fans out, else its temporal one) absorbs the child tile's extent
+    own = nest.spatial[S] == np.asarray(sp.fanout)[lv]
+    sbound = [jnp.where((lv[i] == child + 1) & ~pretile, nest.bound[s] * E_child[dm[i]], nest.bound[s]) if own[i]
+              else nest.bound[s] for i, s in enumerate(S)]
+    kfirst = nest.first(in_range, S)  # the innermost in-range loop's subtile (Timeloop's singleton[0])
+    sing0 = jnp.where(kfirst < nest.N, footprint(nest.upto(kfirst), ranks_t, axis=0), 1.0)
+    # Only in-range loops with a bound > 1 change the state, and a mapping whose factors multiply
+    # to the bounds has at most (prime factors of the bound) of those per dimension (a mapping
+    # with more fails; its factors are already invalid).
+    active = [a & (b > 1) for a, b in zip(in_range, sbound)]
+    K = len(nest.slots(level_max=l))
+    n_active = min(K, sum(min(K // D, sp.prime_factors[d]) for d in np.nonzero(relb)[0]))
+    count = fold.total([a.astype(jnp.int32) for a in active])
+    fail0 = count > n_active
+    # each active loop's place among the active ones, innermost first: the active loops of
+    # earlier groups (level, kind) plus those of its own group with a smaller key
+    group = lv * 2 + ~nest.spatial[S]
+    below = jnp.zeros((B,), jnp.int32)
+    place = [None] * len(S)
+    for g in np.unique(group):
+        idx = np.nonzero(group == g)[0]
+        for i in idx:
+            place[i] = below + sum(((key[j] < key[i]) & active[j]).astype(jnp.int32) for j in idx if j != i)
+        below = below + sum(active[i].astype(jnp.int32) for i in idx)
+    full = rule_exists & rule_mask[:, relb].all(1)  # rules that admit every loop
+    if (full | ~rule_exists).all():
+        return _ranks_direct(nest, ranks_t, active, sbound, dm, key, place, count, inner, order, full, sing0,
+                             fail0)
+    # the scan walks the active loops compacted to the front, innermost first
+    comp = []
+    for j in range(n_active):
+        at = [a & (p == j) for a, p in zip(active, place)]
+        pick = lambda xs: fold.total([jnp.where(m, x, 0) for m, x in zip(at, xs)])  # noqa: E731
+        kj = pick(key)
+        comp.append((j < count, pick(sbound), pick([jnp.full((B,), d, jnp.int32) for d in dm]),
+                     footprint(nest.upto(kj), ranks_t, axis=0)))
+    xs = tuple(jnp.stack(x) for x in zip(*comp))  # [n_active, B] each
+    return _ranks_scan(xs, B, D, R, inner, order, has_md, rule_exists, rule_mask, relb, sing0, fail0)
+
+
+def _ranks_scan(xs, B, D, R, inner, order, has_md, rule_exists, rule_mask, relb, sing0, fail0):
+    """The general rank assignment: a lax.scan over the active loops xs = (active, bound,
+    dimension, subtile footprint), each [n, B], innermost first."""
     rule_exists_j = jnp.asarray(rule_exists)
     rule_mask_j = jnp.asarray(rule_mask)
     # a rule can only turn a rank into a dummy if it misses one of the dataspace's dimensions
-    can_block = bool(any(rule_exists[r] and not rule_mask[r][np.asarray(rel, bool)].all() for r in range(R)))
-    K = int(np.sum(nest.level <= l))  # slots of levels <= l come first in slot order
-    relk = nest.rel(rel)[:, :K]
-    lvk = jnp.asarray(nest.level[:K])[None, :]
-    in_range = relk & (lvk > child[:, None])  # [B, K]
-    dimk = nest.dim[:, :K]
-    # no pre-tiling: the innermost in-range loop of each dimension (at level child + 1: its spatial
-    # loop if that level fans out, else its temporal one) absorbs the child tile's extent
-    own = jnp.asarray(nest.spatial[:K] == np.asarray(sp.fanout)[nest.level[:K]])[None, :]
-    first = relk & (lvk == child[:, None] + 1) & own
-    scale = jnp.take_along_axis(E_child, dimk, 1)
-    sbound = jnp.where(first & ~pretile[:, None], nest.bound[:, :K] * scale, nest.bound[:, :K])
-    # innermost in-range slot's subtile (Timeloop's singleton[0])
-    kfirst = jnp.argmax(in_range, axis=1)
-    # Only in-range loops with a bound > 1 change the state, and a mapping whose factors multiply
-    # to the bounds has at most (prime factors of the bound) of those per dimension: keep just
-    # those, in order (a mapping with more fails; its factors are already invalid).
-    active = in_range & (sbound > 1)
-    per_dim = K // D  # each level has one temporal (and one spatial, if it fans out) slot per dimension
-    n_active = min(K, sum(min(per_dim, sp.prime_factors[d]) for d in np.nonzero(np.asarray(rel, bool))[0]))
-    idx, kept, count = _compact(active, n_active)
-    fail0 = count > n_active
-    take = lambda x: jnp.take_along_axis(x, idx, 1)  # noqa: E731
-    active, sbound, dimk = kept, take(sbound), take(dimk)
-    full = rule_exists & rule_mask[:, np.asarray(rel, bool)].all(1)  # rules that admit every loop
-    if (full | ~rule_exists).all():
-        box, opened, fail = _ranks_direct(active, sbound, dimk, inner, order, full, D)
-        # the tile at the innermost in-range loop and at each rank's opening loop (one gather)
-        k_open = jnp.where(opened, idx[:, :, None], 0).sum(1)  # [B, R]
-        tiles = footprint(nest.E_at(jnp.concatenate([kfirst[:, None], k_open], 1)), ranks_t)
-        sing0 = jnp.where(in_range.any(1), tiles[:, 0], 1.0)
-        sub = jnp.where(opened.any(1), tiles[:, 1:], sing0[:, None])
-        return box, sub, sing0, fail | fail0
-    # the tile at the innermost in-range loop and at each kept loop (one gather for both)
-    tiles = footprint(nest.E_at(jnp.concatenate([kfirst[:, None], idx], 1)), ranks_t)
-    sing0 = jnp.where(in_range.any(1), tiles[:, 0], 1.0)
-    subk = tiles[:, 1:]
+    can_block = bool(any(rule_exists[r] and not rule_mask[r][relb].all() for r in range(R)))
     rid = jnp.arange(R)
-    xs = (active.T, sbound.T, dimk.T, subk.T)
     if not order:
         xs = tuple(x[::-1] for x in xs)
         r0 = jnp.full((B,), R, jnp.int32)
@@ -331,56 +350,45 @@ def _assign_ranks(sp, nest, ranks_t, rel, l, child, pretile, inner, E_child, ord
     init = (r0, jnp.zeros((B,), bool), jnp.ones((B, R, D)), jnp.zeros((B, R)), fail0)
     (r, ext, box, sub, fail), _ = jax.lax.scan(step, init, xs)
     sub = jnp.where(sub == 0, sing0[:, None], sub)
-    return box, sub, sing0, fail
+    return jnp.moveaxis(box, 0, -1), sub, sing0, fail
 
 
-def _compact(mask, n):
-    """Indices [B, n] of the first n True entries of mask [B, K] in order, whether each exists,
-    and the number of True entries [B]. The p-th True entry (from 0) is the one whose inclusive
-    running count is p + 1: a scatter. (A stable argsort, or counting the positions whose running
-    count is <= p, does the same at several times the cost on CPUs.)"""
-    B, K = mask.shape
-    upper = jnp.asarray(np.triu(np.ones((K, K), np.float32)))
-    running = mask.astype(jnp.float32) @ upper  # [B, K] inclusive count (exact: K < 2^24)
-    p = jnp.arange(n, dtype=jnp.float32)
-    k = jnp.arange(K, dtype=jnp.int32)
-    # scatter each of the first n True entries' index to its running count - 1; the others land
-    # out of range, each at its own place, and are dropped
-    pos = jnp.where(mask & (running <= n), running.astype(jnp.int32) - 1, n + k)
-    rows = jnp.broadcast_to(jnp.arange(B, dtype=jnp.int32)[:, None], (B, K))
-    idx = jnp.full((B, n), K - 1, jnp.int32).at[rows, pos].set(jnp.broadcast_to(k, (B, K)), mode="drop",
-                                                                unique_indices=True)
-    count = running[:, -1].astype(jnp.int32)
-    return idx, p[None] < running[:, -1:], count
-
-
-def _ranks_direct(active, sbound, dim, inner, order, full, D):
-    """The scan of `_assign_ranks` in closed form when every rank has either no flattening rule
-    or one that admits all of the dataspace's dimensions: the q-th non-trivial loop (in
-    application order) opens the next rank until a rank with a rule is opened, which then takes
-    every further loop. `active` etc. are [B, K] with the non-trivial loops first, innermost
-    first. Returns box [B, R, D], the loop opening each rank (one-hot [B, K, R]) and fail [B]."""
-    K = active.shape[1]
-    R = len(full)
-    cnt = active.sum(1, keepdims=True)
-    j = jnp.arange(K)[None]
-    q = j if order else cnt - 1 - j  # position in application order
-    inner = inner.astype(jnp.int32)[:, None]
-    big = K + R
+def _ranks_direct(nest, ranks_t, active, sbound, dm, key, place, count, inner, order, full, sing0, fail0):
+    """The rank assignment in closed form when every rank has either no flattening rule or one
+    that admits all of the dataspace's dimensions: the q-th active loop (in application order)
+    opens the next rank until a rank with a rule is opened, which then takes every further loop.
+    Per-slot vectors: active, sbound, key, place (among the active loops, innermost first);
+    dm their static dimensions."""
+    R, D, B = len(full), nest.D, nest.B
+    inner = inner.astype(jnp.int32)
+    big = len(active) + R
     if order:  # ranks inner, inner + 1, ...; the first full rule at or above `inner` is sticky
-        r_ = jnp.arange(R)[None]
-        stop = jnp.min(jnp.where(jnp.asarray(full)[None] & (r_ >= inner), r_ - inner, big), 1, keepdims=True)
-        i = jnp.minimum(q, stop)
-        rank = inner + i
+        stop = fold.smallest([jnp.where(r >= inner, r - inner, big) for r in range(R) if full[r]]
+                             or [jnp.full((B,), big, jnp.int32)])
     else:  # ranks R - 1, R - 2, ...
         stop = next((i for i in range(R) if full[R - 1 - i]), big)
+    rank, opening, fail = [], [], []
+    for a, p in zip(active, place):
+        q = p if order else count - 1 - p  # place in application order
         i = jnp.minimum(q, stop)
-        rank = R - 1 - i
-    ok = (rank >= inner) & (rank <= R - 1)
-    fail = (active & ~ok).any(1)
-    on = (active & ok)[..., None] & (rank[..., None] == jnp.arange(R))  # [B, K, R]
-    box = jnp.where(on[..., None] & (dim[:, :, None, None] == jnp.arange(D)), sbound[:, :, None, None], 1.0).prod(1)
-    return box, on & (q == i)[..., None], fail
+        rk = inner + i if order else R - 1 - i
+        ok = (rk >= inner) & (rk <= R - 1)
+        fail.append(a & ~ok)
+        rank.append(jnp.where(a & ok, rk, -1))
+        opening.append(q == i)
+    box, sub = [], []
+    for r in range(R):
+        if not order and r < R - 1 - stop:  # below the sticky rank: never opened
+            box.append(jnp.ones((D, B)))
+            sub.append(sing0)
+            continue
+        on = [rk == r for rk in rank]
+        box.append(jnp.stack([fold.product([jnp.where(o, b, 1.0) for o, b, d_ in zip(on, sbound, dm) if d_ == d])
+                              * jnp.ones(B) if (dm == d).any() else jnp.ones(B) for d in range(D)]))
+        opened = [o & op for o, op in zip(on, opening)]
+        k_open = fold.smallest([jnp.where(o, k, nest.N) for o, k in zip(opened, key)])
+        sub.append(jnp.where(k_open < nest.N, footprint(nest.upto(k_open), ranks_t, axis=0), sing0))
+    return jnp.stack(box), jnp.stack(sub, 1), sing0, fold.any_of(fail) | fail0
 
 
 def formats(sp, static, nest, keep, tile, child):
@@ -390,7 +398,6 @@ def formats(sp, static, nest, keep, tile, child):
     Rmax = sp.R
     out = {}
     fail = jnp.zeros((B,), bool)
-    E_bnd = nest.E_bnd
     for t in range(T):
         rel = _relevant(static, t)
         ranks_t = static.ranks[t]
@@ -430,12 +437,15 @@ def formats(sp, static, nest, keep, tile, child):
                     bad = any(cfmt[1][i][0] != f[1][i][0] for i in range(ncr))
                 if bad:
                     fail = fail | (isc & kept)
-            E_child = jnp.where((c >= 0)[:, None], _sel(jnp.maximum(c, 0), E_bnd), 1.0)
+            E_child = jnp.ones((nest.D, B))  # the child's tile extents [D, B]
+            for cl in range(l):
+                E_child = jnp.where(c == cl, nest.E_bnd[cl], E_child)
+            E_child = jax.lax.optimization_barrier(E_child)  # read by every loop of the nest
             order = f[0] if has_md else False
             box, sub_r, sing0, fl = _assign_ranks(sp, nest, ranks_t, rel, l, c, pretile, inner, E_child, order,
                                                   f[1] if has_md else (), has_md)
             fail = fail | (fl & kept)
-            fiber_own = jnp.stack([footprint(box[:, r], ranks_t) for r in range(R_l)], 1)
+            fiber_own = jnp.stack([footprint(box[r], ranks_t, axis=0) for r in range(R_l)], 1)
             rid = jnp.arange(R_l)[None]
             use_child = rid < inner[:, None]
             fiber = jnp.where(use_child, cf[:, :R_l], fiber_own)
@@ -520,18 +530,6 @@ def metadata_given(model, codes, fiber, sub, n, k):
 
 # ----------------------------------------------------------------------------- storage SAFs
 
-def _first(mask):
-    """The first True along axis 1 (one-hot, all False when none)."""
-    n = mask.shape[1]
-    return mask & (jnp.arange(n)[None] == jnp.argmax(mask, axis=1)[:, None])
-
-
-def _after(mask):
-    """True strictly after the first True along axis 1."""
-    n = mask.shape[1]
-    return mask.any(1)[:, None] & (jnp.arange(n)[None] > jnp.argmax(mask, axis=1)[:, None])
-
-
 def saf_option(sp, static, nest, keep, child, models, block, level, target, conds, return_leaders=False):
     """Timeloop's ComputeIneffectualReadImpact: (probability a target access is optimized away,
     target level [B]) for one option at storage level `level`."""
@@ -540,66 +538,72 @@ def saf_option(sp, static, nest, keep, child, models, block, level, target, cond
     tl = spatial_skip.first_keeper(keep[:, :, target], level)
     ch = _sel(jnp.minimum(tl, L - 1), child[:, :, target])
     ch = jnp.where(tl < L, ch, -1)
-    relT = nest.rel(_relevant(static, target))
-    nt = nest.bound > 1
-    lv = jnp.asarray(nest.level)[None, :]
-    spatial = jnp.asarray(nest.spatial)[None, :]
-    # target loop (one-hot over slots) and whether the mold is a scalar
-    cand = (lv > ch[:, None]) & (lv <= tl[:, None]) & nt & relT
-    first_cand = _first(cand)
-    found = cand.any(1)
-    last_of_tl = jnp.stack([jnp.asarray(np.arange(N) == nest.last[l]) for l in range(L)], 0)  # [L, N]
-    fallback = last_of_tl[jnp.minimum(tl, L - 1)]
-    sel_storage_child = jnp.where(found[:, None], first_cand, fallback)
-    if sp.fanout[0]:
-        idx0 = np.arange(N) < D  # level 0's spatial slots
-        lastsp = np.arange(N) == D - 1
-        c0 = jnp.asarray(idx0)[None] & (jnp.asarray(lastsp)[None] | (relT & nt))
-        sel_compute = _first(c0)
-        scalar_compute = jnp.zeros((B,), bool)
-    else:
-        sel_compute = jnp.broadcast_to(jnp.asarray(np.arange(N) == 0)[None], (B, N))
-        scalar_compute = jnp.ones((B,), bool)
-    is_child = ch >= 0
-    tsel = jnp.where(is_child[:, None], sel_storage_child, sel_compute)
-    scalar = ~is_child & scalar_compute
-    E_t = jnp.where(scalar[:, None], 1.0, nest.E_at(jnp.argmax(tsel, 1)[:, None])[:, 0])
-    is_sp = (tsel & spatial).any(1)
-    tdim = (tsel * nest.dim).sum(1)
-    after = _after(tsel)  # slots above the target loop
-    a = after & (lv <= tl[:, None]) & nt
-    # a spatial target stays put across the temporal loops above it until one relevant to the target
-    trig = a & ~spatial & (~is_child[:, None] | relT)
-    located = ~is_sp[:, None] | _after(trig)
-    inc = a & (spatial | (~located & is_child[:, None] & ~relT))
-    grow = nest.per_dim(jnp.where(inc, nest.bound, 1.0))  # [B, D]
-    cE = E_t * grow
-    rl = (tsel | inc) & ~scalar[:, None]
     relT_d = _relevant(static, target)
-    tgt_gran = footprint(E_t, static.ranks[target])
+    relT = relT_d[nest.dim]  # static per slot
+    nt = [b > 1 for b in nest.bound]
+    lv, spatial, key = nest.level, nest.spatial, nest.key
+    # the target loop: the innermost non-trivial relevant loop above the child (else the
+    # outermost loop of the target level), or at the compute level the last spatial loop of
+    # level 0 unless a relevant non-trivial one comes first
+    cand = [(lv[s] > ch) & (lv[s] <= tl) & nt[s] if relT[s] else None for s in range(N)]
+    S = [s for s in range(N) if relT[s]]
+    k_cand = nest.first([cand[s] for s in S], S)
+    last = jnp.zeros((B,), jnp.int32)
+    for l in range(L):
+        last = jnp.where(jnp.minimum(tl, L - 1) == l, nest.last[l], last)
+    k_child = jnp.where(k_cand < N, k_cand, last)
+    if sp.fanout[0]:
+        S0 = nest.slots(level_max=0, spatial=True)
+        k_compute = nest.first([(key[s] == D - 1) | (nt[s] & relT[s]) for s in S0], S0)
+        scalar_compute = False
+    else:
+        k_compute = jnp.zeros((B,), jnp.int32)
+        scalar_compute = True
+    is_child = ch >= 0
+    kt = jnp.where(is_child, k_child, k_compute)
+    scalar = ~is_child & scalar_compute
+    E_t = jnp.where(scalar, 1.0, nest.upto(kt))  # [D, B]
+    at = [key[s] == kt for s in range(N)]
+    is_sp = fold.any_of([at[s] for s in range(N) if spatial[s]]) if spatial.any() else jnp.zeros((B,), bool)
+    tdim = fold.total([jnp.where(at[s], nest.dim[s], 0) for s in range(N)])
+    # loops above the target loop within the target level
+    a = [(key[s] > kt) & (lv[s] <= tl) & nt[s] for s in range(N)]
+    # a spatial target stays put across the temporal loops above it until one relevant to the target
+    trig = [a[s] & (~is_child | relT[s]) for s in range(N) if not spatial[s]]
+    k_trig = nest.first(trig, [s for s in range(N) if not spatial[s]])
+    inc = [a[s] & (True if spatial[s] else is_sp & (key[s] <= k_trig) & is_child & (not relT[s]))
+           for s in range(N)]
+    grow = nest.per_dim([jnp.where(inc[s], nest.bound[s], 1.0) for s in range(N)])  # [D, B]
+    cE = E_t * grow
+    rl = [(at[s] | inc[s]) & ~scalar for s in range(N)]
+    tgt_gran = footprint(E_t, static.ranks[target], axis=0)
     blk = _sel(jnp.minimum(tl, L - 1), jnp.broadcast_to(block[None], (B, L)))
     p_eff = jnp.ones((B,))
     grans = []
     for c in conds:
         relC_d = _relevant(static, c)
-        co_slot = rl & jnp.asarray(relT_d & relC_d)[nest.dim]
-        relC = jnp.asarray(relC_d)[nest.dim]
-        co_before = _after(co_slot)
-        ineff = (rl & is_sp[:, None] & co_before & relC).any(1)
-        cf = nest.per_dim(jnp.where(co_slot, nest.bound, 1.0))  # [B, D]
-        touched = nest.per_dim(jnp.where(co_slot, 2.0, 1.0)) > 1.0  # a co-iterated loop of that dimension
-        agg = cf.prod(1)
+        co = relT_d & relC_d
+        Sc = [s for s in range(N) if co[nest.dim[s]]]
+        co_slot = [rl[s] for s in Sc]
+        k_co = nest.first(co_slot, Sc)  # loops above the first co-iterated one
+        ineff = fold.any_of([rl[s] & (key[s] > k_co) for s in range(N) if relC_d[nest.dim[s]]] or
+                            [jnp.zeros((B,), bool)]) & is_sp
+        cf = nest.per_dim([jnp.where(m, nest.bound[s], 1.0) for m, s in zip(co_slot, Sc)], Sc)  # [D, B]
+        touched = [fold.any_of([m for m, s in zip(co_slot, Sc) if nest.dim[s] == d]) if co[d] else None
+                   for d in range(D)]  # a co-iterated loop of that dimension
+        agg = fold.product(cf, 0)
         scaling = jnp.ceil(blk / (tgt_gran / agg))
         cols = []
         for d in range(D):
-            eff = cf[:, d] / scaling
-            cols.append(jnp.where(touched[:, d], jnp.ceil(cE[:, d] / eff), cE[:, d]))
-            scaling = jnp.where(touched[:, d], scaling / cf[:, d], scaling)
-        cE2 = jnp.stack(cols, 1)
+            if touched[d] is None:
+                cols.append(cE[d])
+                continue
+            eff = cf[d] / scaling
+            cols.append(jnp.where(touched[d], jnp.ceil(cE[d] / eff), cE[d]))
+            scaling = jnp.where(touched[d], scaling / cf[d], scaling)
         big = scaling > 1
-        ohd = (tdim[:, None] == jnp.arange(D)) & big[:, None]
-        cE2 = jnp.where(ohd, cE2 * scaling[:, None], cE2)
-        gran = footprint(cE2, static.ranks[c])
+        cE2 = jnp.stack([jnp.where((tdim == d) & big, cols[d] * scaling, cols[d]) for d in range(D)])
+        gran = footprint(cE2, static.ranks[c], axis=0)
         pe = models[c].p_empty(gran)
         p_eff = p_eff * jnp.where(ineff, 1.0, 1.0 - pe)
         grans.append(jnp.where(ineff, -1.0, gran))
@@ -705,13 +709,13 @@ def occupancy(sp, static, arr, keep, parent, tile, fmts, models, reads, fills, u
             ucap = jnp.where(kl[:, None, None], units[:, :, -1], 0.0)  # [B, Rl, 2]
             cap_md[(l, t)] = jnp.ceil(ucap)
             wbits = jnp.stack([arr["sp_md_bits"][l, t, :Rl], arr["sp_pl_bits"][l, t, :Rl]], -1)[None]
-            cap_bits[(l, t)] = jnp.ceil((ucap * wbits).sum((1, 2)))
+            cap_bits[(l, t)] = jnp.ceil(fold.total(fold.total(ucap * wbits, 2), 1))
             for op, cnt in (("read", reads), ("fill", fills), ("update", updates)):
                 ratio = cnt[:, l, t] / ns[:, l]
                 acc = jnp.ceil(e * ratio[:, None, None])
                 md_acc[op][(l, t)] = jnp.where(kl[:, None, None], acc, 0.0)
     st = lambda xs: jnp.stack(xs, 2)  # noqa: E731
-    return {"E_data": st(E_data), "E_md": E_md, "E_md_total": _assemble({k: v.sum((1, 2)) for k, v in E_md.items()},
+    return {"E_data": st(E_data), "E_md": E_md, "E_md_total": _assemble({k: fold.total(fold.total(v, 2), 1) for k, v in E_md.items()},
                                                                        B, L, T),
             "avg": st(avg), "cap_data": st(cap_data), "cap_md": cap_md, "cap_bits": cap_bits,
             "md_acc": md_acc, "vec_ratio": st(vec_ratio)}
@@ -910,14 +914,14 @@ def storage_energy(sp, arr, data, fmt, occ, keep, tile, instances, dec, avg_rati
     for (l, t), f in fmt.items():
         Rl = f.shape[2]
         wb = jnp.stack([arr["sp_md_bits"][l, t, :Rl], arr["sp_pl_bits"][l, t, :Rl]], -1)  # [Rl, 2]
-        b = (f * wb[None, None]).sum((-1, -2))  # [B, 9]
+        b = fold.total(fold.total(f * wb[None, None], -1), -1)  # [B, 9]
         bits[(l, t)] = b
         w = arr["sp_md_width"][l]
         md_vec = jnp.where(w > 0, jnp.ceil(b / jnp.where(w > 0, w, 1.0)), 0.0)
-        md_e[(l, t)] = (md_vec * e_md[l][None]).sum(-1)
+        md_e[(l, t)] = fold.total(md_vec * e_md[l][None], -1)
     e_dec = {k: v[0] * e[k[0], A["decompression_count"]] for k, v in dec.items()}
     e_com = {k: v[1] * e[k[0], A["compression_count"]] for k, v in dec.items()}
-    per_inst = ((vec * e_data[None, :, None]).sum((-1, -2)) + _assemble(md_e, B, L, T) + _assemble(e_dec, B, L, T)
+    per_inst = (fold.total(fold.total(vec * e_data[None, :, None], -1), -1) + _assemble(md_e, B, L, T) + _assemble(e_dec, B, L, T)
                 + _assemble(e_com, B, L, T))
     if avg_ratio is None:
         charged = jnp.minimum(instances, arr["instances"] / arr["cluster"])[:, :, None]
@@ -955,13 +959,10 @@ def apply(sp, static, arr, dense):
     tile = dense["tile"].astype(jnp.float64)
     reads, fills, updates = dense["reads"], dense["fills"], dense["updates"]
     B, L, T = keep.shape
-    nest = Nest(sp.fanout, dense["temporal"], dense["spatial"], dense["perm"], dense["sy"] > 1)
+    nest = Nest(sp.fanout, *dense["loops"], jnp.moveaxis(dense["sy"], 0, -1) > 1)
     child, parent = _child_parent(keep)
-    size = arr["sp_tensor_size"]
-    models = []
-    for t in range(T):
-        N = jnp.where(size[t] > 0, size[t], footprint(nest.E_bnd[:, -1], static.ranks[t]))
-        models.append(dmodel.model(sp.density_kind[t], arr["sp_density"][t], N, sp.grid))
+    models = [dmodel.model(sp.density_kind[t], arr["sp_density"][t], arr["sp_tensor_size"][t], sp.grid)
+              for t in range(T)]
     fmts, fmt_fail = formats(sp, static, nest, keep, tile, child)
     occ = occupancy(sp, static, arr, keep, parent, tile, fmts, models, reads, fills, updates)
     gate, skip, prob, saf_bad = storage_safs(sp, static, arr, nest, keep, child, models, occ)
@@ -1019,11 +1020,11 @@ def apply(sp, static, arr, dense):
     avg_inst = inst * ratio
     lc = level_cycles(arr, data, bits, jnp.where(avg_inst > 0, max_inst / jnp.where(avg_inst > 0, avg_inst, 1.0), 1.0),
                       cc)
-    cycles = jnp.maximum(cc, lc.max(1))
-    used = jnp.where(keep, occ["cap_data"], 0.0).sum(2)
-    cap = (used > arr["size"][None]).any(1)
-    md_bits = jnp.where(keep, _assemble(occ["cap_bits"], B, L, T), 0.0).sum(2)
-    md_cap = ((md_bits > arr["sp_md_capacity_bits"][None]) & jnp.isfinite(arr["size"])[None]).any(1)
+    cycles = jnp.maximum(cc, fold.largest(lc, 1))
+    used = fold.total(jnp.where(keep, occ["cap_data"], 0.0), 2)
+    cap = fold.any_of(used > arr["size"][None], 1)
+    md_bits = fold.total(jnp.where(keep, _assemble(occ["cap_bits"], B, L, T), 0.0), 2)
+    md_cap = fold.any_of((md_bits > arr["sp_md_capacity_bits"][None]) & jnp.isfinite(arr["size"])[None], 1)
     e_mac = random * arr["sp_e_compute"][0] + gated * arr["sp_e_compute"][1] + skipped * arr["sp_e_compute"][2]
     return {"data": data, "fmt": fmt, "energy_ds": e_ds, "level_cycles": lc, "cycles": cycles,
             "compute_cycles": cc, "algorithmic": algorithmic, "random": random, "gated": gated,
@@ -1052,11 +1053,9 @@ def internals(static, arr, batch):
     keep = batch.keep.astype(bool) & jnp.asarray(static.keepable)[None]
     E_bnd = extents(temporal, spatial)[0]
     tile = jnp.stack([footprint(E_bnd, r) for r in static.ranks], axis=2)
-    nest = Nest(sp.fanout, temporal, spatial, batch.perm.astype(jnp.int32), batch.spatial_y > 1)
+    nest = _nest(sp, temporal, spatial, batch.perm, batch.spatial_y)
     child, _ = _child_parent(keep)
-    size = arr["sp_tensor_size"]
-    models = [dmodel.model(sp.density_kind[t], arr["sp_density"][t],
-                           jnp.where(size[t] > 0, size[t], footprint(nest.E_bnd[:, -1], static.ranks[t])), sp.grid)
+    models = [dmodel.model(sp.density_kind[t], arr["sp_density"][t], arr["sp_tensor_size"][t], sp.grid)
               for t in range(len(static.ranks))]
     fm, fail = formats(sp, static, nest, keep, tile, child)
     out = {"fiber": {k: v["fiber"][:, :v["n"]] for k, v in fm.items() if v["has_md"]},
@@ -1101,7 +1100,8 @@ def extend_stats(static, arr, st, d):
     data, fmt = out["data"], out["fmt"]
     cycles = jnp.maximum(out["cycles"], d["analog_cycles"])
     leak = energy.leakage(arr, cycles, d["instances"].T).T
-    total = out["energy_ds"].sum((1, 2)) + leak.sum(1) + out["compute_energy"] + st.converter_energy.sum(1)
+    total = (fold.total(fold.total(out["energy_ds"], 2), 1) + fold.total(leak, 1) + out["compute_energy"]
+             + st.converter_energy.sum(1))
     util = out["random"] / arr["mac_instances"] / cycles
     fm = status.FLAG_MEANINGS
     code = st.status & ~jnp.asarray(1 << fm.index("capacity"), st.status.dtype)
@@ -1113,7 +1113,7 @@ def extend_stats(static, arr, st, d):
     for name, flag in flags:
         code = code | (flag.astype(code.dtype) << fm.index(name))
     B, L, T = keep.shape
-    units = _assemble({k: f[:, :3].sum((-1, -2)) for k, f in fmt.items()}, B, L, T, (3,))  # random read/fill/update
+    units = _assemble({k: fold.total(fold.total(f[:, :3], -1), -1) for k, f in fmt.items()}, B, L, T, (3,))  # random read/fill/update
     inst = jnp.where(keep, st.instances[:, :, None] * out["avg"], 0.0)
     return st._replace(
         mac_instances=out["mac_max"], avg_mac_instances=out["mac_avg"],

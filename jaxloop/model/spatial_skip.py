@@ -110,14 +110,14 @@ def _stationary_growth(nest, static, keep, s, target):
     """[B, D]: the temporal loops of levels s .. (the first level >= s keeping the target), from
     the innermost, that are irrelevant to the target, up to its first relevant one."""
     tl = first_keeper(keep[:, :, target], s)
-    lv = jnp.asarray(nest.level)[None]
-    relT = nest.rel(np.array(static.relevant(target), bool))
-    cand = jnp.asarray(~nest.spatial)[None] & (lv >= s) & (lv <= tl[:, None]) & (nest.bound > 1)
-    stop = cand & relT
-    idx = jnp.arange(nest.N)[None]
-    first_stop = jnp.min(jnp.where(stop, idx, nest.N), axis=1, keepdims=True)
-    grow = cand & ~relT & (idx < first_stop)
-    return nest.per_dim(jnp.where(grow, nest.bound, 1.0))
+    rel = np.array(static.relevant(target), bool)
+    S = nest.slots(spatial=False)
+    S = S[nest.level[S] >= s]
+    cand = [(nest.level[k] <= tl) & (nest.bound[k] > 1) for k in S]
+    first_stop = nest.first([c for c, k in zip(cand, S) if rel[nest.dim[k]]], [k for k in S if rel[nest.dim[k]]])
+    grow = [jnp.where(c & (nest.key[k] < first_stop), nest.bound[k], 1.0) for c, k in zip(cand, S)
+            if not rel[nest.dim[k]]]
+    return nest.per_dim(grow, [k for k in S if not rel[nest.dim[k]]]).T
 
 
 def _propagate(x, y, r, st_x, st_y, stop):
@@ -147,7 +147,8 @@ def analyse(sp, static, models, keep, child, nest, sx, sy, mac_inst, fanout_x, f
     architecture level a (0 = compute, a = l + 1 = storage level l), whose instances come from
     the spatial loops of storage levels >= a."""
     B, L, T = keep.shape
-    loops = {s: _loops(sx, sy, nest.E_below, s) for s in range(L) if sp.fanout[s]}
+    E_below = jnp.moveaxis(nest.E_below, -1, 0)  # [B, L, D]
+    loops = {s: _loops(sx, sy, E_below, s) for s in range(L) if sp.fanout[s]}
     Fx, Fy = jnp.prod(sx, axis=2), jnp.prod(sy, axis=2)
     dense_x, dense_y = [jnp.ones((B,))], [jnp.ones((B,))]  # a = L first
     for a in range(L - 1, -1, -1):
