@@ -367,6 +367,18 @@ def _ranks_direct(nest, ranks_t, active, sbound, dm, key, place, count, inner, o
                              or [jnp.full((B,), big, jnp.int32)])
     else:  # ranks R - 1, R - 2, ...
         stop = next((i for i in range(R) if full[R - 1 - i]), big)
+
+    def box_of(on):  # [D, B]: per dimension the product of the loops `on` (per-loop [B] masks)
+        return jnp.stack([fold.product([jnp.where(o, b, 1.0) for o, b, d_ in zip(on, sbound, dm) if d_ == d])
+                          * jnp.ones(B) if (dm == d).any() else jnp.ones(B) for d in range(D)])
+
+    if not order and stop == 0:  # the outermost rank admits every loop: it takes them all
+        ok = inner <= R - 1
+        on = [a & ok for a in active]
+        k_open = fold.largest([jnp.where(o, k, -1) for o, k in zip(on, key)])  # the outermost active loop
+        sub = jnp.where(k_open >= 0, footprint(nest.upto(k_open), ranks_t, axis=0), sing0)
+        return (jnp.stack([jnp.ones((D, B))] * (R - 1) + [box_of(on)]), jnp.stack([sing0] * (R - 1) + [sub], 1),
+                sing0, (fold.any_of(active) & ~ok) | fail0)
     rank, opening, fail = [], [], []
     for a, p in zip(active, place):
         q = p if order else count - 1 - p  # place in application order
@@ -383,8 +395,7 @@ def _ranks_direct(nest, ranks_t, active, sbound, dm, key, place, count, inner, o
             sub.append(sing0)
             continue
         on = [rk == r for rk in rank]
-        box.append(jnp.stack([fold.product([jnp.where(o, b, 1.0) for o, b, d_ in zip(on, sbound, dm) if d_ == d])
-                              * jnp.ones(B) if (dm == d).any() else jnp.ones(B) for d in range(D)]))
+        box.append(box_of(on))
         opened = [o & op for o, op in zip(on, opening)]
         k_open = fold.smallest([jnp.where(o, k, nest.N) for o, k in zip(opened, key)])
         sub.append(jnp.where(k_open < nest.N, footprint(nest.upto(k_open), ranks_t, axis=0), sing0))
@@ -678,7 +689,7 @@ def occupancy(sp, static, arr, keep, parent, tile, fmts, models, reads, fills, u
         cond = par_md & (p0 > 0) & (p0 < 1) & kept
         avg.append(jnp.where(cond, 1.0 - p0, 1.0))
         pc = jnp.where(cond[..., None], jnp.where(k == 0, 0.0, p / (1.0 - p0)[..., None]), p)
-        ed = jnp.where(kept, (pc * k).sum(-1), 0.0)
+        ed = jnp.where(kept, fold.total(pc * k, -1), 0.0)
         E_data.append(ed)
         kmax = m.max_occupancy(n)
         cap_data.append(jnp.where(kept, jnp.where(comp_static[None], kmax, n), 0.0))
@@ -688,7 +699,7 @@ def occupancy(sp, static, arr, keep, parent, tile, fmts, models, reads, fills, u
         idx = jnp.clip(jnp.where(dens >= 0.1, jnp.floor(dens / 0.1) - 1, 0).astype(jnp.int32), 0, 9)
         thr = jnp.take_along_axis(jnp.broadcast_to(thr_tab[None], (B, L, 10)), idx[..., None], axis=2)[..., 0]
         use = comp_static[None] & kept & (blk > 1) & (dens < 1.0) & (thr > jnp.floor(n / blk))
-        tot = (jnp.ceil(k / blk[..., None]) * jnp.where(k >= 1, p, 0.0)).sum(-1)
+        tot = fold.total(jnp.ceil(k / blk[..., None]) * jnp.where(k >= 1, p, 0.0), -1)
         naive = n * dens / blk
         vec_ratio.append(jnp.where(use & (naive > 0), tot / jnp.where(naive > 0, naive, 1.0), 1.0))
         for l in range(L):
@@ -715,8 +726,8 @@ def occupancy(sp, static, arr, keep, parent, tile, fmts, models, reads, fills, u
                 acc = jnp.ceil(e * ratio[:, None, None])
                 md_acc[op][(l, t)] = jnp.where(kl[:, None, None], acc, 0.0)
     st = lambda xs: jnp.stack(xs, 2)  # noqa: E731
-    return {"E_data": st(E_data), "E_md": E_md, "E_md_total": _assemble({k: fold.total(fold.total(v, 2), 1) for k, v in E_md.items()},
-                                                                       B, L, T),
+    E_md_total = _assemble({k: fold.total(fold.total(v, 2), 1) for k, v in E_md.items()}, B, L, T)
+    return {"E_data": st(E_data), "E_md": E_md, "E_md_total": E_md_total,
             "avg": st(avg), "cap_data": st(cap_data), "cap_md": cap_md, "cap_bits": cap_bits,
             "md_acc": md_acc, "vec_ratio": st(vec_ratio)}
 
@@ -732,7 +743,7 @@ def combine(sp, static, keep, child, tile, occ, reads, fills, updates, gate, ski
     SAF of a read-only tensor reaches the computes. Each level is thus reduced by at most its
     nearest SAF above, which makes the update elementwise over levels.
 
-    Returns counts [B, L, T, 3 kinds, 3 ops] (kinds random/gated/skipped; ops read/fill/update),
+    Returns counts [kind][op] [B, L, T] (kinds random/gated/skipped; ops read/fill/update),
     format counts {(l, t): [B, 9, R_l, 2]} for the formatted pairs only, computes after
     eliminations, and per read-only operand whether a storage SAF reached the computes and its
     rounded probability."""
@@ -775,17 +786,12 @@ def combine(sp, static, keep, child, tile, occ, reads, fills, updates, gate, ski
         eff = jnp.where(local, eff, 0.0)
         dR = jnp.ceil(mR * eff) if rw else jnp.floor(mR * eff)
         dU = jnp.floor(mU * eff)
-        kind = jnp.where(gate[:, :, t], 1, 2)[..., None] == jnp.arange(3)  # [B, L, 3]
-        kind = kind & local[..., None]
-        first_kind = (jnp.arange(3) == 0)[None, None]  # the random (actual) column
-
-        def split(x, dx):
-            return jnp.where(first_kind, (x - dx)[..., None], jnp.where(kind, dx[..., None], 0.0))
-
-        out_R, out_U = split(mR, dR), split(mU, dU)
-        out_F = jnp.where(first_kind, mF[..., None], 0.0)
-        d = jnp.stack([out_R, out_F, out_U], -1)  # [B, L, 3 kinds, 3 ops]
-        datas.append(jnp.where(keep[:, :, t][..., None, None], d, 0.0))
+        is_g, is_s = gate[:, :, t] & local, ~gate[:, :, t] & local  # the level's SAF gates / skips
+        z = jnp.zeros_like(mR)
+        # [kind][op]: kinds random (actual), gated, skipped; ops read, fill, update
+        datas.append([[jnp.where(keep[:, :, t], x, 0.0) for x in row] for row in (
+            (mR - dR, mF, mU - dU), (jnp.where(is_g, dR, 0.0), z, jnp.where(is_g, dU, 0.0)),
+            (jnp.where(is_s, dR, 0.0), z, jnp.where(is_s, dU, 0.0)))])
         # format accesses, only where the level has a format
         ch = child[:, :, t]
         for l in range(L):
@@ -806,11 +812,9 @@ def combine(sp, static, keep, child, tile, occ, reads, fills, updates, gate, ski
             eff_l = eff[:, l, None, None]
             dfr = jnp.where(rmask, jnp.floor(fR * eff_l), 0.0)
             dfu = jnp.where(rmask, jnp.floor(fU * eff_l), 0.0)
-            kl = kind[:, l]  # [B, 3]
-            gated = jnp.where(kl[:, 1, None, None], dfr, 0.0)
-            skipped = jnp.where(kl[:, 2, None, None], dfr, 0.0)
-            gated_u = jnp.where(kl[:, 1, None, None], dfu, 0.0)
-            skipped_u = jnp.where(kl[:, 2, None, None], dfu, 0.0)
+            g_l, s_l = is_g[:, l, None, None], is_s[:, l, None, None]
+            gated, skipped = jnp.where(g_l, dfr, 0.0), jnp.where(s_l, dfr, 0.0)
+            gated_u, skipped_u = jnp.where(g_l, dfu, 0.0), jnp.where(s_l, dfu, 0.0)
             z = jnp.zeros_like(fF)
             # 9 = 3 kinds (random, gated, skipped) x 3 ops (read, fill, update)
             f9 = jnp.stack([fR - dfr, fF, fU - dfu, gated, z, gated_u, skipped, z, skipped_u], 1)
@@ -828,7 +832,8 @@ def combine(sp, static, keep, child, tile, occ, reads, fills, updates, gate, ski
         else:
             gs_saf[t] = jnp.zeros((B,), bool)
             inner_p[t] = jnp.zeros((B,))
-    return jnp.stack(datas, 2), fmts, computes, gs_saf, inner_p
+    data = [[jnp.stack([datas[t][k][o] for t in range(T)], 2) for o in range(3)] for k in range(3)]
+    return data, fmts, computes, gs_saf, inner_p
 
 
 # ----------------------------------------------------------------------------- computes
@@ -893,14 +898,17 @@ def classify_computes(sp, static, keep, models, total, gs_saf, inner_p):
 
 def storage_energy(sp, arr, data, fmt, occ, keep, tile, instances, dec, avg_ratio=None):
     """pJ per level and dataspace [B, L, T] over all instances, from vector accesses x ERT, and the
-    format bits per formatted pair {(l, t): [B, 9]}. `fmt` {(l, t): [B, 9, R_l, 2]}, `dec`
+    format bits per formatted pair {(l, t): [B, 9]}. `data` [kind][op] [B, L, T] (combine's
+    counts), `fmt` {(l, t): [B, 9, R_l, 2]}, `dec`
     {(l, t): ([B] decompressions, [B] compressions)}; `avg_ratio` [B, L, T]: the fraction of
     instances utilized on average (spatial skipping)."""
     B, L, T = keep.shape
-    blk = arr["block"][None, :, None, None, None]
     n = jnp.where(keep, tile, 0.0)
-    ratio = occ["vec_ratio"][..., None, None]
-    vec = jnp.where((data > 0) & (n[..., None, None] > 0), jnp.ceil(data / blk) * ratio, data)  # [B,L,T,3,3]
+    blk, ratio = arr["block"][None, :, None], occ["vec_ratio"]
+
+    def vec(x):  # vector accesses
+        return jnp.where((x > 0) & (n > 0), jnp.ceil(x / blk) * ratio, x)
+
     e = arr["sp_e"]  # [L, 20]
     # data actions: ACTIONS order is kind-major within op: (random,gated,skipped) x read, fill, update
     kinds, ops = ("random", "gated", "skipped"), ("read", "fill", "update")
@@ -921,7 +929,8 @@ def storage_energy(sp, arr, data, fmt, occ, keep, tile, instances, dec, avg_rati
         md_e[(l, t)] = fold.total(md_vec * e_md[l][None], -1)
     e_dec = {k: v[0] * e[k[0], A["decompression_count"]] for k, v in dec.items()}
     e_com = {k: v[1] * e[k[0], A["compression_count"]] for k, v in dec.items()}
-    per_inst = (fold.total(fold.total(vec * e_data[None, :, None], -1), -1) + _assemble(md_e, B, L, T) + _assemble(e_dec, B, L, T)
+    per_inst = (fold.total([fold.total([vec(data[k][o]) * e_data[:, k, o][None, :, None] for o in range(3)])
+                            for k in range(3)]) + _assemble(md_e, B, L, T) + _assemble(e_dec, B, L, T)
                 + _assemble(e_com, B, L, T))
     if avg_ratio is None:
         charged = jnp.minimum(instances, arr["instances"] / arr["cluster"])[:, :, None]
@@ -932,16 +941,16 @@ def storage_energy(sp, arr, data, fmt, occ, keep, tile, instances, dec, avg_rati
 
 def level_cycles(arr, data, bits, scale, cc):
     """Timeloop's BufferLevel::ComputePerformance with sparse accesses; skipped ones use no bandwidth.
-    `bits` {(l, t): [B, 9]} format bits of the formatted pairs; `scale` [B, L, T] max / average
-    utilized instances."""
-    B, L, T = data.shape[:3]
+    `data` [kind][op] [B, L, T]; `bits` {(l, t): [B, 9]} format bits of the formatted pairs;
+    `scale` [B, L, T] max / average utilized instances."""
+    B, L, T = data[0][0].shape
     md_rd, md_wr = {}, {}
     for (l, t), b in bits.items():
         wb = arr["sp_word_bits"][l]
         md_rd[(l, t)] = jnp.floor((b[:, 0] + b[:, 3]) / wb)
         md_wr[(l, t)] = jnp.floor((b[:, 1] + b[:, 4] + b[:, 2] + b[:, 5]) / wb)
-    rd = data[..., 0, 0] + data[..., 1, 0] + _assemble(md_rd, B, L, T)
-    wr = data[..., 0, 1] + data[..., 1, 1] + data[..., 0, 2] + data[..., 1, 2] + _assemble(md_wr, B, L, T)
+    rd = data[0][0] + data[1][0] + _assemble(md_rd, B, L, T)
+    wr = data[0][1] + data[1][1] + data[0][2] + data[1][2] + _assemble(md_wr, B, L, T)
     rd = jnp.ceil(rd / scale)
     wr = jnp.ceil(wr / scale)
     bw = lambda k: arr[k][None]  # noqa: E731
@@ -997,9 +1006,9 @@ def apply(sp, static, arr, dense):
                 for pl in par_levels:
                     pc = pc | (par == pl)
                 pc = pc & keep[:, l, t]
-                d_ = jnp.where(pc, data[:, l, t, 0, 1], 0.0)
+                d_ = jnp.where(pc, data[0][1][:, l, t], 0.0)
                 if static.read_write[t]:
-                    c_ = jnp.where(pc, _sel(jnp.minimum(par, L - 1), data[:, :, t, 0, 2]), 0.0)
+                    c_ = jnp.where(pc, _sel(jnp.minimum(par, L - 1), data[0][2][:, :, t]), 0.0)
                 else:
                     c_ = jnp.zeros((B,))
                 dec[(l, t)] = (d_, c_)
@@ -1113,16 +1122,17 @@ def extend_stats(static, arr, st, d):
     for name, flag in flags:
         code = code | (flag.astype(code.dtype) << fm.index(name))
     B, L, T = keep.shape
-    units = _assemble({k: fold.total(fold.total(f[:, :3], -1), -1) for k, f in fmt.items()}, B, L, T, (3,))  # random read/fill/update
+    # random metadata reads, fills, updates
+    units = _assemble({k: fold.total(fold.total(f[:, :3], -1), -1) for k, f in fmt.items()}, B, L, T, (3,))
     inst = jnp.where(keep, st.instances[:, :, None] * out["avg"], 0.0)
     return st._replace(
         mac_instances=out["mac_max"], avg_mac_instances=out["mac_avg"],
         max_instances=jnp.where(keep, out["max_inst"], 0.0),
         energy_ds=out["energy_ds"], leak=leak, level_cycles=out["level_cycles"], compute_energy=out["compute_energy"],
         energy=total, cycles=cycles, utilization=util, status=code,
-        actual_reads=data[..., 0, 0], gated_reads=data[..., 1, 0], skipped_reads=data[..., 2, 0],
-        actual_fills=data[..., 0, 1], gated_fills=data[..., 1, 1], skipped_fills=data[..., 2, 1],
-        actual_updates=data[..., 0, 2], gated_updates=data[..., 1, 2], skipped_updates=data[..., 2, 2],
+        actual_reads=data[0][0], gated_reads=data[1][0], skipped_reads=data[2][0],
+        actual_fills=data[0][1], gated_fills=data[1][1], skipped_fills=data[2][1],
+        actual_updates=data[0][2], gated_updates=data[1][2], skipped_updates=data[2][2],
         metadata_reads=units[..., 0], metadata_fills=units[..., 1], metadata_updates=units[..., 2],
         format_accesses=_assemble(fmt, B, L, T, (9, sp.R, 2), rank_axis=1, R=sp.R),
         data_capacity=jnp.where(keep, out["data_capacity"], 0.0),
