@@ -284,8 +284,7 @@ def _assign_ranks(sp, nest, ranks_t, rel, l, child, pretile, inner, E_child, ord
         below = below + sum(active[i].astype(jnp.int32) for i in idx)
     full = rule_exists & rule_mask[:, relb].all(1)  # rules that admit every loop
     if (full | ~rule_exists).all():
-        return _ranks_direct(nest, ranks_t, active, sbound, dm, key, place, count, inner, order, full, sing0,
-                             fail0)
+        return _ranks_direct(nest, ranks_t, S, active, sbound, key, place, count, inner, order, full, sing0, fail0)
     # the scan walks the active loops compacted to the front, innermost first
     comp = []
     for j in range(n_active):
@@ -353,12 +352,12 @@ def _ranks_scan(xs, B, D, R, inner, order, has_md, rule_exists, rule_mask, relb,
     return jnp.moveaxis(box, 0, -1), sub, sing0, fail
 
 
-def _ranks_direct(nest, ranks_t, active, sbound, dm, key, place, count, inner, order, full, sing0, fail0):
+def _ranks_direct(nest, ranks_t, S, active, sbound, key, place, count, inner, order, full, sing0, fail0):
     """The rank assignment in closed form when every rank has either no flattening rule or one
     that admits all of the dataspace's dimensions: the q-th active loop (in application order)
     opens the next rank until a rank with a rule is opened, which then takes every further loop.
-    Per-slot vectors: active, sbound, key, place (among the active loops, innermost first);
-    dm their static dimensions."""
+    Per-loop vectors over the slots S: active, sbound, key, place (among the active loops,
+    innermost first)."""
     R, D, B = len(full), nest.D, nest.B
     inner = inner.astype(jnp.int32)
     big = len(active) + R
@@ -369,8 +368,7 @@ def _ranks_direct(nest, ranks_t, active, sbound, dm, key, place, count, inner, o
         stop = next((i for i in range(R) if full[R - 1 - i]), big)
 
     def box_of(on):  # [D, B]: per dimension the product of the loops `on` (per-loop [B] masks)
-        return jnp.stack([fold.product([jnp.where(o, b, 1.0) for o, b, d_ in zip(on, sbound, dm) if d_ == d])
-                          * jnp.ones(B) if (dm == d).any() else jnp.ones(B) for d in range(D)])
+        return nest.per_dim([jnp.where(o, b, 1.0) for o, b in zip(on, sbound)], S)
 
     if not order and stop == 0:  # the outermost rank admits every loop: it takes them all
         ok = inner <= R - 1
@@ -556,9 +554,8 @@ def saf_option(sp, static, nest, keep, child, models, block, level, target, cond
     # the target loop: the innermost non-trivial relevant loop above the child (else the
     # outermost loop of the target level), or at the compute level the last spatial loop of
     # level 0 unless a relevant non-trivial one comes first
-    cand = [(lv[s] > ch) & (lv[s] <= tl) & nt[s] if relT[s] else None for s in range(N)]
     S = [s for s in range(N) if relT[s]]
-    k_cand = nest.first([cand[s] for s in S], S)
+    k_cand = nest.first([(lv[s] > ch) & (lv[s] <= tl) & nt[s] for s in S], S)
     last = jnp.zeros((B,), jnp.int32)
     for l in range(L):
         last = jnp.where(jnp.minimum(tl, L - 1) == l, nest.last[l], last)

@@ -113,11 +113,11 @@ def _stationary_growth(nest, static, keep, s, target):
     rel = np.array(static.relevant(target), bool)
     S = nest.slots(spatial=False)
     S = S[nest.level[S] >= s]
-    cand = [(nest.level[k] <= tl) & (nest.bound[k] > 1) for k in S]
-    first_stop = nest.first([c for c, k in zip(cand, S) if rel[nest.dim[k]]], [k for k in S if rel[nest.dim[k]]])
-    grow = [jnp.where(c & (nest.key[k] < first_stop), nest.bound[k], 1.0) for c, k in zip(cand, S)
-            if not rel[nest.dim[k]]]
-    return nest.per_dim(grow, [k for k in S if not rel[nest.dim[k]]]).T
+    rel_S, other_S = S[rel[nest.dim[S]]], S[~rel[nest.dim[S]]]
+    cand = lambda k: (nest.level[k] <= tl) & (nest.bound[k] > 1)  # noqa: E731
+    first_stop = nest.first([cand(k) for k in rel_S], rel_S)
+    grow = [jnp.where(cand(k) & (nest.key[k] < first_stop), nest.bound[k], 1.0) for k in other_S]
+    return nest.per_dim(grow, other_S).T
 
 
 def _propagate(x, y, r, st_x, st_y, stop):
